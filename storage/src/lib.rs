@@ -1,0 +1,13 @@
+//! Skiff's stream storage engine.
+//!
+//! A *stream* is an append-only sequence of record batches addressed by
+//! `(StreamId, offset)`; every Kafka partition (and internal log) is one stream.
+//! Data flows `append -> WAL (durable, acked) -> log cache -> uploader ->
+//! object store`, and the [`catalog::Catalog`] (implemented by the metadata
+//! quorum, plugged in by the broker) records which object holds which offsets.
+//!
+//! Module map (see ARCHITECTURE.md at the repo root for the whole picture):
+//!
+//! - [`catalog`]: the small trait storage needs from metadata, plus an
+//!   in-memory implementation for tests.
+pub mod catalog;
