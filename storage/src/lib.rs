@@ -10,4 +10,6 @@
 //!
 //! - [`catalog`]: the small trait storage needs from metadata, plus an
 //!   in-memory implementation for tests.
+//! - [`batch`]: [`batch::StoredBatch`], the unit that is appended and read.
+pub mod batch;
 pub mod catalog;
