@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::error::{ChangeMembershipError, CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::{ChangeMembers, ServerState};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -329,6 +329,12 @@ impl MetadataNode {
                         Ok(RpcReply::Write(Ok(resp))) => return resp.map_err(MetadataError::from),
                         Ok(RpcReply::Write(Err(MetadataError::NotLeader { .. })))
                         | Err(crate::net::TransportError::Unreachable(..)) => {}
+                        // The leader's own node failed: the outcome is unknown here.
+                        Ok(RpcReply::Write(Err(MetadataError::Fatal(e)))) => {
+                            return Err(MetadataError::Unavailable(format!(
+                                "leader {id} failed: {e}"
+                            )));
+                        }
                         Ok(RpcReply::Write(Err(e))) => return Err(e),
                         Ok(other) => return Err(fatal(format!("unexpected reply {other:?}"))),
                         Err(e) => return Err(MetadataError::Unavailable(e.to_string())),
@@ -477,24 +483,51 @@ impl MetadataNode {
         }
     }
 
+    /// Run a membership change, waiting out one that is still in progress.
+    async fn change(&self, changes: ChangeMembers<NodeId, Node>) -> Result<(), MetadataError> {
+        let deadline = Instant::now() + self.inner.config.request_timeout;
+        loop {
+            match self
+                .inner
+                .raft
+                .change_membership(changes.clone(), false)
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                    ChangeMembershipError::InProgress(_),
+                ))) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => return Err(Self::membership_err(e)),
+            }
+        }
+    }
+
     /// Add a learner (on the leader); returns once it has caught up.
     pub async fn add_learner(&self, id: NodeId, addr: String) -> Result<(), MetadataError> {
-        self.inner
-            .raft
-            .add_learner(id, Node { addr }, true)
-            .await
-            .map(|_| ())
-            .map_err(Self::membership_err)
+        let deadline = Instant::now() + self.inner.config.request_timeout;
+        loop {
+            match self
+                .inner
+                .raft
+                .add_learner(id, Node { addr: addr.clone() }, true)
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                    ChangeMembershipError::InProgress(_),
+                ))) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => return Err(Self::membership_err(e)),
+            }
+        }
     }
 
     /// Promote learners to voters (on the leader).
     pub async fn promote(&self, ids: BTreeSet<NodeId>) -> Result<(), MetadataError> {
-        self.inner
-            .raft
-            .change_membership(ChangeMembers::AddVoterIds(ids), false)
-            .await
-            .map(|_| ())
-            .map_err(Self::membership_err)
+        self.change(ChangeMembers::AddVoterIds(ids)).await
     }
 
     /// Remove members (voters or learners) from the cluster (on the leader).
@@ -503,18 +536,10 @@ impl MetadataNode {
         let v: BTreeSet<NodeId> = ids.intersection(&voters).copied().collect();
         let l: BTreeSet<NodeId> = ids.intersection(&learners).copied().collect();
         if !v.is_empty() {
-            self.inner
-                .raft
-                .change_membership(ChangeMembers::RemoveVoters(v), false)
-                .await
-                .map_err(Self::membership_err)?;
+            self.change(ChangeMembers::RemoveVoters(v)).await?;
         }
         if !l.is_empty() {
-            self.inner
-                .raft
-                .change_membership(ChangeMembers::RemoveNodes(l), false)
-                .await
-                .map_err(Self::membership_err)?;
+            self.change(ChangeMembers::RemoveNodes(l)).await?;
         }
         Ok(())
     }
