@@ -195,6 +195,10 @@ mod tests {
             },
             MetadataConfig {
                 join: vec!["a:1".into()],
+                initial_voters: vec![Peer {
+                    id: 1,
+                    addr: "x:1".into(),
+                }],
                 ..Default::default()
             },
             MetadataConfig {

@@ -80,6 +80,44 @@ fn fatal(e: impl std::fmt::Display) -> MetadataError {
 }
 
 impl MetadataNode {
+    /// Start a node as configured: with `listen_addr`, serve peers over TCP
+    /// (a port of 0 picks a free one, advertised unless `advertised_addr`
+    /// is set); without it, run a single-node cluster with no network.
+    pub async fn start(mut config: MetadataConfig) -> Result<Self, StartError> {
+        let Some(listen) = config.listen_addr.clone() else {
+            if config.initial_voters.len() > 1 || !config.join.is_empty() {
+                return Err(StartError::Config(
+                    "a multi-node cluster needs listen_addr".into(),
+                ));
+            }
+            return Self::start_with_transport(config, Arc::new(crate::net::tcp::NoNetwork)).await;
+        };
+        let listen_err = |source| StartError::Listen {
+            addr: listen.clone(),
+            source,
+        };
+        let listener = tokio::net::TcpListener::bind(&listen)
+            .await
+            .map_err(listen_err)?;
+        let local = listener.local_addr().map_err(listen_err)?;
+        if config.advertised_addr.is_none() {
+            config.advertised_addr = Some(local.to_string());
+        }
+        let max_frame = config.max_frame_bytes;
+        let transport = Arc::new(crate::net::tcp::TcpTransport::new(max_frame));
+        let node = Self::start_with_transport(config, transport).await?;
+        let (handler, cancel) = (node.handler(), node.inner.cancel.clone());
+        node.inner
+            .tasks
+            .spawn(crate::net::tcp::serve(listener, handler, max_frame, cancel));
+        Ok(node)
+    }
+
+    /// The address peers reach this node at.
+    pub fn advertised_addr(&self) -> String {
+        self.inner.config.advertised()
+    }
+
     /// Start a node with `transport` for talking to its peers, recovering
     /// from `config.data_dir`. On first start it bootstraps or joins the
     /// cluster as configured. Serving RPCs from peers is the caller's part:

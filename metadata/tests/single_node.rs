@@ -151,3 +151,40 @@ async fn torn_log_tail_is_cut_on_restart() {
     assert_eq!(after.brokers, before.brokers);
     node.shutdown().await;
 }
+
+#[tokio::test]
+async fn default_single_node_needs_no_network() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = skiff_metadata::MetadataConfig {
+        data_dir: dir.path().join("metadata"),
+        ..Default::default()
+    };
+    let node = skiff_metadata::MetadataNode::start(cfg.clone())
+        .await
+        .unwrap();
+    node.wait_ready(Duration::from_secs(10)).await.unwrap();
+    let be = register(&node, 1).await;
+    let e = node
+        .write(Command::AllocateProducerIds {
+            broker: BrokerId(1),
+            broker_epoch: be + 5,
+            count: 10,
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            MetadataError::Command(CommandError::StaleBrokerEpoch { .. })
+        ),
+        "{e}"
+    );
+    node.shutdown().await;
+    let node = skiff_metadata::MetadataNode::start(cfg).await.unwrap();
+    node.wait_ready(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(
+        node.read(|s| s.brokers[&BrokerId(1)].epoch).await.unwrap(),
+        be
+    );
+    node.shutdown().await;
+}
