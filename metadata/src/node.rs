@@ -19,11 +19,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use openraft::error::{ChangeMembershipError, CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::{ChangeMembers, ServerState};
-use tokio::sync::broadcast;
+use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::command::{Command, CommandError, Output};
+use crate::command::{Command, CommandError, Output, limits};
 use crate::config::MetadataConfig;
 use crate::error::{MetadataError, StartError};
 use crate::net::{NetworkFactory, Rpc, RpcHandler, RpcReply, Transport};
@@ -40,6 +40,15 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// A command waiting to be proposed, with where its answer goes.
+type Proposal = (Command, oneshot::Sender<Result<Output, MetadataError>>);
+
+/// Proposals queued before writers wait (backpressure).
+const PROPOSAL_QUEUE: usize = 8192;
+/// Batches in flight at once; while they are, new proposals accumulate
+/// into the next batch (group commit).
+const BATCHES_IN_FLIGHT: usize = 2;
+
 pub(crate) struct Inner {
     pub(crate) id: NodeId,
     pub(crate) raft: Raft,
@@ -48,6 +57,8 @@ pub(crate) struct Inner {
     pub(crate) config: MetadataConfig,
     /// Set on a leader handing leadership over: it stops taking writes.
     transferring: AtomicBool,
+    /// Commands to propose on the local Raft, batched by the proposer task.
+    proposals: mpsc::Sender<Proposal>,
     cancel: CancellationToken,
     tasks: TaskTracker,
 }
@@ -152,6 +163,7 @@ impl MetadataNode {
         let raft = Raft::new(config.node_id, raft_config, network, log, sm)
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
+        let (proposals, proposal_rx) = mpsc::channel(PROPOSAL_QUEUE);
         let inner = Arc::new(Inner {
             id: config.node_id,
             raft,
@@ -159,10 +171,15 @@ impl MetadataNode {
             transport,
             config,
             transferring: AtomicBool::new(false),
+            proposals,
             cancel: CancellationToken::new(),
             tasks: TaskTracker::new(),
         });
         let node = Self { inner };
+        let n = node.clone();
+        node.inner
+            .tasks
+            .spawn(async move { n.proposer(proposal_rx).await });
         let initialized = node
             .inner
             .raft
@@ -386,7 +403,7 @@ impl MetadataNode {
         }
     }
 
-    /// Propose on the local Raft only.
+    /// Propose on the local Raft only (through the batching proposer).
     pub(crate) async fn write_local(
         &self,
         cmd: Command,
@@ -398,19 +415,49 @@ impl MetadataNode {
                 leader_addr: None,
             });
         }
-        match tokio::time::timeout(timeout, self.inner.raft.client_write(cmd)).await {
+        let (tx, rx) = oneshot::channel();
+        let send = tokio::time::timeout(timeout, self.inner.proposals.send((cmd, tx)));
+        match send.await {
+            Err(_) => return Err(MetadataError::Unavailable("proposal queue full".into())),
+            Ok(Err(_)) => return Err(fatal("node stopped")),
+            Ok(Ok(())) => {}
+        }
+        match tokio::time::timeout(timeout, rx).await {
             Err(_) => Err(MetadataError::Unavailable("write timed out".into())),
-            Ok(Ok(resp)) => resp.data.map_err(MetadataError::from),
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
-                Err(MetadataError::NotLeader {
-                    leader_id: f.leader_id,
-                    leader_addr: f.leader_node.map(|n| n.addr),
-                })
+            Ok(Err(_)) => Err(fatal("node stopped")),
+            Ok(Ok(r)) => r,
+        }
+    }
+
+    /// Group commit: openraft 0.9 flushes the log once per proposal, so
+    /// concurrent commands are packed into one [`Command::Batch`] entry —
+    /// one append, one fsync, many commands. A batch is cut whenever a
+    /// slot frees up, so a lone command waits for nothing.
+    async fn proposer(&self, mut rx: mpsc::Receiver<Proposal>) {
+        let slots = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
+        loop {
+            let Ok(permit) = slots.clone().acquire_owned().await else {
+                return;
+            };
+            let first = tokio::select! {
+                _ = self.inner.cancel.cancelled() => return,
+                p = rx.recv() => match p {
+                    Some(p) => p,
+                    None => return,
+                },
+            };
+            let mut batch = vec![first];
+            while batch.len() < limits::MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(p) => batch.push(p),
+                    Err(_) => break,
+                }
             }
-            Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
-                Err(MetadataError::Membership(e.to_string()))
-            }
-            Ok(Err(RaftError::Fatal(e))) => Err(fatal(e)),
+            let raft = self.inner.raft.clone();
+            self.inner.tasks.spawn(async move {
+                propose(&raft, batch).await;
+                drop(permit);
+            });
         }
     }
 
@@ -664,6 +711,49 @@ impl MetadataNode {
         if let Err(e) = self.inner.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");
         }
+    }
+}
+
+/// Propose one batch and hand every command its own answer.
+async fn propose(raft: &Raft, mut batch: Vec<Proposal>) {
+    if batch.len() == 1 {
+        let (cmd, tx) = batch.pop().expect("one element");
+        let _ = tx.send(client_write(raft, cmd).await);
+        return;
+    }
+    let (cmds, txs): (Vec<Command>, Vec<_>) = batch.into_iter().unzip();
+    match client_write(raft, Command::Batch(cmds)).await {
+        Ok(Output::Batch(responses)) if responses.len() == txs.len() => {
+            for (tx, r) in txs.into_iter().zip(responses) {
+                let _ = tx.send(r.map_err(MetadataError::from));
+            }
+        }
+        Ok(other) => {
+            for tx in txs {
+                let _ = tx.send(Err(fatal(format!("unexpected batch output {other:?}"))));
+            }
+        }
+        Err(e) => {
+            for tx in txs {
+                let _ = tx.send(Err(e.clone()));
+            }
+        }
+    }
+}
+
+async fn client_write(raft: &Raft, cmd: Command) -> Result<Output, MetadataError> {
+    match raft.client_write(cmd).await {
+        Ok(resp) => resp.data.map_err(MetadataError::from),
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+            Err(MetadataError::NotLeader {
+                leader_id: f.leader_id,
+                leader_addr: f.leader_node.map(|n| n.addr),
+            })
+        }
+        Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
+            Err(MetadataError::Membership(e.to_string()))
+        }
+        Err(RaftError::Fatal(e)) => Err(fatal(e)),
     }
 }
 

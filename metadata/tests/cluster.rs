@@ -296,3 +296,26 @@ async fn leadership_transfer() {
         n.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_voters_survive_two_crashes() {
+    let dir = tempfile::tempdir().unwrap();
+    let router = MemRouter::new(6);
+    let mut nodes = start_cluster(&router, &[1, 2, 3, 4, 5], dir.path()).await;
+    let leader = leader_of(&nodes).await;
+    register(&nodes[&leader], 1).await;
+    // Crash the leader and one more node: 3 of 5 remain, a quorum.
+    let other = nodes.keys().copied().find(|id| *id != leader).unwrap();
+    for id in [leader, other] {
+        nodes[&id].shutdown().await;
+        router.unregister(id);
+        nodes.remove(&id);
+    }
+    let client = nodes.values().next().unwrap().clone();
+    register(&client, 2).await;
+    let brokers = client.read(|s| s.brokers.len()).await.unwrap();
+    assert_eq!(brokers, 2);
+    for n in nodes.values() {
+        n.shutdown().await;
+    }
+}

@@ -627,3 +627,29 @@ proptest! {
         prop_assert_eq!(back, s);
     }
 }
+
+#[test]
+fn a_batch_applies_each_command_on_its_own() {
+    let mut s = init();
+    let (resp, changes) = s.apply(&Command::Batch(vec![
+        Command::ReserveObjectIds { count: 2 },
+        Command::ReserveObjectIds { count: 0 },
+        Command::RegisterBroker {
+            broker: BrokerId(4),
+            listeners: listener(),
+            rack: None,
+            now_ms: 1,
+        },
+    ]));
+    let Ok(Output::Batch(rs)) = resp else {
+        panic!("{resp:?}")
+    };
+    assert_eq!(rs[0], Ok(Output::IdRange { start: 0, end: 2 }));
+    assert!(matches!(rs[1], Err(CommandError::Invalid(_))));
+    assert!(matches!(rs[2], Ok(Output::BrokerRegistered { .. })));
+    assert_eq!(changes.len(), 1);
+    assert_eq!(
+        err(&mut s, Command::Batch(vec![Command::Batch(vec![])])),
+        CommandError::Invalid("batch too large or nested".into())
+    );
+}
