@@ -17,7 +17,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use openraft::error::{ChangeMembershipError, CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::error::{
+    ChangeMembershipError, CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError,
+};
 use openraft::{ChangeMembers, ServerState};
 use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -466,12 +468,7 @@ impl MetadataNode {
     pub(crate) async fn read_index_local(&self) -> Result<u64, MetadataError> {
         match self.inner.raft.ensure_linearizable().await {
             Ok(log_id) => Ok(log_id.map(|l| l.index).unwrap_or(0)),
-            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
-                Err(MetadataError::NotLeader {
-                    leader_id: f.leader_id,
-                    leader_addr: f.leader_node.map(|n| n.addr),
-                })
-            }
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => Err(not_leader(f)),
             Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) => {
                 Err(MetadataError::Unavailable(e.to_string()))
             }
@@ -555,19 +552,6 @@ impl MetadataNode {
         (voters, learners)
     }
 
-    fn membership_err(e: RaftError<NodeId, ClientWriteError<NodeId, Node>>) -> MetadataError {
-        match e {
-            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => MetadataError::NotLeader {
-                leader_id: f.leader_id,
-                leader_addr: f.leader_node.map(|n| n.addr),
-            },
-            RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
-                MetadataError::Membership(e.to_string())
-            }
-            RaftError::Fatal(e) => fatal(e),
-        }
-    }
-
     /// Run a membership change, waiting out one that is still in progress.
     async fn change(&self, changes: ChangeMembers<NodeId, Node>) -> Result<(), MetadataError> {
         let deadline = Instant::now() + self.inner.config.request_timeout;
@@ -584,7 +568,7 @@ impl MetadataNode {
                 ))) if Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
-                Err(e) => return Err(Self::membership_err(e)),
+                Err(e) => return Err(write_err(e)),
             }
         }
     }
@@ -605,7 +589,7 @@ impl MetadataNode {
                 ))) if Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
-                Err(e) => return Err(Self::membership_err(e)),
+                Err(e) => return Err(write_err(e)),
             }
         }
     }
@@ -744,16 +728,24 @@ async fn propose(raft: &Raft, mut batch: Vec<Proposal>) {
 async fn client_write(raft: &Raft, cmd: Command) -> Result<Output, MetadataError> {
     match raft.client_write(cmd).await {
         Ok(resp) => resp.data.map_err(MetadataError::from),
-        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-            Err(MetadataError::NotLeader {
-                leader_id: f.leader_id,
-                leader_addr: f.leader_node.map(|n| n.addr),
-            })
+        Err(e) => Err(write_err(e)),
+    }
+}
+
+fn not_leader(f: ForwardToLeader<NodeId, Node>) -> MetadataError {
+    MetadataError::NotLeader {
+        leader_id: f.leader_id,
+        leader_addr: f.leader_node.map(|n| n.addr),
+    }
+}
+
+fn write_err(e: RaftError<NodeId, ClientWriteError<NodeId, Node>>) -> MetadataError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => not_leader(f),
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
+            MetadataError::Membership(e.to_string())
         }
-        Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
-            Err(MetadataError::Membership(e.to_string()))
-        }
-        Err(RaftError::Fatal(e)) => Err(fatal(e)),
+        RaftError::Fatal(e) => fatal(e),
     }
 }
 

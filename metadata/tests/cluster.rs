@@ -15,25 +15,9 @@ use parking_lot::Mutex;
 use skiff_common::{ObjectId, StreamEpoch, StreamId};
 use skiff_metadata::CommandError;
 use skiff_metadata::net::mem::MemRouter;
-use skiff_metadata::{
-    ClusterState, Command, MetadataConfig, MetadataError, MetadataNode, Output, Peer,
-};
+use skiff_metadata::{ClusterState, Command, MetadataConfig, MetadataError, MetadataNode, Output};
 
 const READY: Duration = Duration::from_secs(20);
-
-fn voter_config(id: u64, voters: &[u64], dir: &Path) -> MetadataConfig {
-    MetadataConfig {
-        advertised_addr: Some(format!("mem-{id}")),
-        initial_voters: voters
-            .iter()
-            .map(|v| Peer {
-                id: *v,
-                addr: format!("mem-{v}"),
-            })
-            .collect(),
-        ..config(id, dir)
-    }
-}
 
 async fn start_cluster(router: &MemRouter, ids: &[u64], dir: &Path) -> BTreeMap<u64, MetadataNode> {
     let mut nodes = BTreeMap::new();

@@ -35,9 +35,7 @@ use rand::{Rng, SeedableRng};
 use skiff_common::{BrokerId, ObjectId, StreamEpoch, StreamId};
 use skiff_metadata::net::mem::{Faults, MemRouter};
 use skiff_metadata::node::now_ms;
-use skiff_metadata::{
-    ClusterState, Command, MetadataConfig, MetadataError, MetadataNode, Output, Peer,
-};
+use skiff_metadata::{ClusterState, Command, MetadataConfig, MetadataError, MetadataNode, Output};
 
 const NODES: [u64; 3] = [1, 2, 3];
 const PARTITIONS: u32 = 4;
@@ -93,20 +91,12 @@ struct Sim {
 
 fn node_config(id: u64, dir: &std::path::Path) -> MetadataConfig {
     MetadataConfig {
-        advertised_addr: Some(format!("mem-{id}")),
-        initial_voters: NODES
-            .iter()
-            .map(|v| Peer {
-                id: *v,
-                addr: format!("mem-{v}"),
-            })
-            .collect(),
         fsync: false,
         snapshot_every: 100,
         logs_kept_after_snapshot: 10,
         request_timeout: Duration::from_secs(1),
         session_timeout: Duration::from_secs(3600),
-        ..config(id, dir)
+        ..voter_config(id, &NODES, dir)
     }
 }
 

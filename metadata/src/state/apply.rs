@@ -227,7 +227,7 @@ impl ClusterState {
                 let start = self.next_object_id;
                 let end = start + u64::from(*count);
                 self.next_object_id = end;
-                self.reserved.extend(start..end);
+                self.reserved.insert_range(start, end);
                 Ok(Output::IdRange { start, end })
             }
             Command::CommitObjects { commit, now_ms } => {

@@ -653,3 +653,18 @@ fn a_batch_applies_each_command_on_its_own() {
         CommandError::Invalid("batch too large or nested".into())
     );
 }
+
+proptest! {
+    #[test]
+    fn id_ranges_behave_like_a_set(len in 1u64..200, removes in proptest::collection::vec(0u64..220, 0..100)) {
+        let mut r = IdRanges::default();
+        let mut set: std::collections::BTreeSet<u64> = (10..10 + len).collect();
+        r.insert_range(10, 10 + len);
+        for id in removes {
+            prop_assert_eq!(r.remove(id), set.remove(&id));
+        }
+        for id in 0..230 {
+            prop_assert_eq!(r.contains(id), set.contains(&id));
+        }
+    }
+}
