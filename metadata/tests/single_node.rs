@@ -284,3 +284,69 @@ async fn catalog_helpers_follow_the_catalog_rules() {
     assert_eq!(pids, 0..1000);
     node.shutdown().await;
 }
+
+/// A broker that stops heartbeating is fenced by the leader: its partitions
+/// go offline at a bumped epoch and its later requests fail.
+#[tokio::test]
+async fn missed_session_fences_the_broker() {
+    let dir = tempfile::tempdir().unwrap();
+    let router = MemRouter::new(10);
+    let cfg = skiff_metadata::MetadataConfig {
+        session_timeout: Duration::from_millis(300),
+        ..config(1, dir.path())
+    };
+    let node = router.start_node(cfg).await.unwrap();
+    node.wait_ready(Duration::from_secs(10)).await.unwrap();
+    let live = register(&node, 1).await;
+    let silent = register(&node, 2).await;
+    create_topic(&node, "s", 2).await;
+    let e1 = assign(&node, "s", 0, 1, live).await;
+    let e2 = assign(&node, "s", 1, 2, silent).await;
+    let mut watch = node.watch();
+    // Broker 1 keeps heartbeating; broker 2 does not.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        node.heartbeat(BrokerId(1), live).await.unwrap();
+        let fenced = node
+            .read(|s| s.brokers[&BrokerId(2)].state == skiff_metadata::command::BrokerState::Fenced)
+            .await
+            .unwrap();
+        if fenced {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "broker 2 was never fenced"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (p0, p1) = node
+        .read(|s| {
+            (
+                s.partition("s", 0).unwrap().clone(),
+                s.partition("s", 1).unwrap().clone(),
+            )
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (p0.epoch, p0.owner),
+        (e1, Some(BrokerId(1))),
+        "the live broker keeps its partition"
+    );
+    assert_eq!(p1.state, skiff_metadata::command::PartitionState::Offline);
+    assert!(p1.epoch > e2, "the fenced broker's epoch is bumped");
+    let mut saw = false;
+    while let Ok(Some(c)) = tokio::time::timeout(Duration::from_millis(200), watch.next()).await {
+        saw |= matches!(c, Change::Partition { partition: 1, .. });
+    }
+    assert!(saw, "the watch stream reports the lost partition");
+    let e = node.heartbeat(BrokerId(2), silent).await.unwrap_err();
+    assert_eq!(
+        e,
+        MetadataError::Command(CommandError::BrokerFenced(BrokerId(2)))
+    );
+    // Restarting, it registers again with a newer epoch.
+    assert!(register(&node, 2).await > silent);
+    node.shutdown().await;
+}
