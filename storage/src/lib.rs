@@ -10,6 +10,10 @@
 //!
 //! - [`catalog`]: the small trait storage needs from metadata, plus an
 //!   in-memory implementation for tests.
+//! - `catalog_conformance` (feature `testing`): the suite every `Catalog`
+//!   implementation runs.
 //! - [`batch`]: [`batch::StoredBatch`], the unit that is appended and read.
 pub mod batch;
 pub mod catalog;
+#[cfg(any(test, feature = "testing"))]
+pub mod catalog_conformance;
