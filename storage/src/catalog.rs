@@ -341,10 +341,10 @@ impl Catalog for InMemoryCatalog {
                 o.ranges.clone()
             };
             for (stream, start, _) in ranges {
-                if let Some(s) = inner.streams.get_mut(&stream) {
-                    if s.slices.get(&start).map(|(_, o)| o) == Some(id) {
-                        s.slices.remove(&start);
-                    }
+                if let Some(s) = inner.streams.get_mut(&stream)
+                    && s.slices.get(&start).map(|(_, o)| o) == Some(id)
+                {
+                    s.slices.remove(&start);
                 }
             }
         }
