@@ -14,6 +14,9 @@
 //!   implementation runs.
 //! - [`batch`]: [`batch::StoredBatch`], the unit that is appended and read.
 pub mod batch;
+pub mod block_cache;
 pub mod catalog;
 #[cfg(any(test, feature = "testing"))]
 pub mod catalog_conformance;
+pub mod object;
+pub mod store;
