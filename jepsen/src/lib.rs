@@ -28,6 +28,7 @@
 pub mod checker;
 pub mod control;
 pub mod history;
+pub mod proxy;
 
 use std::path::PathBuf;
 
