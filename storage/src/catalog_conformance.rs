@@ -18,18 +18,19 @@ use crate::catalog::{Catalog, CatalogError, CommitRange, NewObject, ObjectKind};
 #[async_trait::async_trait]
 pub trait CatalogHarness: Send + Sync {
     fn catalog(&self) -> &dyn Catalog;
-    /// Create the stream if new and bump its epoch, as an ownership change does.
+    /// Create a new, empty stream (metadata allocates stream ids).
+    async fn new_stream(&self) -> StreamId;
+    /// Bump the stream's epoch, as an ownership change does.
     async fn open_stream(&self, stream: StreamId) -> StreamEpoch;
 }
 
-/// Run every check. Each uses stream ids from `first_stream` upward, so one
-/// harness can run the suite once.
-pub async fn run_all(h: &dyn CatalogHarness, first_stream: u64) {
+/// Run every check, each on streams of its own.
+pub async fn run_all(h: &dyn CatalogHarness) {
     reserve_is_unique(h).await;
-    commit_lookup_and_contiguity(h, StreamId(first_stream)).await;
-    fencing_rejects_whole_commit(h, StreamId(first_stream + 1), StreamId(first_stream + 2)).await;
-    compaction_replaces_atomically(h, StreamId(first_stream + 3)).await;
-    trim_and_gc(h, StreamId(first_stream + 4)).await;
+    commit_lookup_and_contiguity(h, h.new_stream().await).await;
+    fencing_rejects_whole_commit(h, h.new_stream().await, h.new_stream().await).await;
+    compaction_replaces_atomically(h, h.new_stream().await).await;
+    trim_and_gc(h, h.new_stream().await).await;
 }
 
 fn range(stream: StreamId, epoch: StreamEpoch, start: u64, end: u64) -> CommitRange {
@@ -241,12 +242,17 @@ mod tests {
     use super::*;
     use crate::catalog::InMemoryCatalog;
 
-    struct Mem(InMemoryCatalog);
+    struct Mem(InMemoryCatalog, std::sync::atomic::AtomicU64);
 
     #[async_trait::async_trait]
     impl CatalogHarness for Mem {
         fn catalog(&self) -> &dyn Catalog {
             &self.0
+        }
+        async fn new_stream(&self) -> StreamId {
+            let id = StreamId(self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+            self.0.open_stream(id);
+            id
         }
         async fn open_stream(&self, stream: StreamId) -> StreamEpoch {
             self.0.open_stream(stream)
@@ -255,6 +261,6 @@ mod tests {
 
     #[tokio::test]
     async fn in_memory_catalog_conforms() {
-        run_all(&Mem(InMemoryCatalog::new()), 1).await;
+        run_all(&Mem(InMemoryCatalog::new(), 1.into())).await;
     }
 }
