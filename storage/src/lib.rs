@@ -18,5 +18,17 @@ pub mod block_cache;
 pub mod catalog;
 #[cfg(any(test, feature = "testing"))]
 pub mod catalog_conformance;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod log_cache;
 pub mod object;
+mod recovery;
 pub mod store;
+pub mod stream;
+mod uploader;
+pub mod wal;
+
+pub use config::StorageConfig;
+pub use engine::Storage;
+pub use stream::{AppendResult, PendingAppend, StreamHandle};
