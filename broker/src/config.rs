@@ -19,8 +19,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use figment::Figment;
-use figment::providers::{Env, Format, Serialized, Toml};
-use serde::{Deserialize, Serialize};
+use figment::providers::{Env, Format, Toml};
+use serde::Deserialize;
+use skiff_metadata::config::MetadataConfig;
+use skiff_storage::config::StorageConfig;
+use skiff_storage::store::ObjectStoreConfig;
 
 /// Errors found while loading or validating the configuration.
 #[derive(Debug, thiserror::Error)]
@@ -40,7 +43,7 @@ impl From<figment::Error> for ConfigError {
 }
 
 /// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines.
@@ -50,7 +53,7 @@ pub enum LogFormat {
 }
 
 /// The broker's configuration. See the module docs for how keys are named.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BrokerConfig {
     /// This broker's id (Kafka `node.id`). Unique in a cluster.
@@ -99,6 +102,15 @@ pub struct BrokerConfig {
     pub log_level: String,
     /// Log line format.
     pub log_format: LogFormat,
+    /// Storage engine: WAL, uploads, caches (`[storage]` in TOML). Its
+    /// `data_dir` defaults to this broker's `data_dir`.
+    pub storage: StorageConfig,
+    /// Where objects live (`[object_store]`): the local file system under
+    /// `data_dir/objects` by default, or `url = "s3://bucket/prefix"`.
+    pub object_store: ObjectStoreConfig,
+    /// The metadata quorum (`[metadata]`). Its `node_id` defaults to this
+    /// broker's `node_id` and its `data_dir` to `data_dir/metadata`.
+    pub metadata: MetadataConfig,
 }
 
 impl Default for BrokerConfig {
@@ -120,6 +132,9 @@ impl Default for BrokerConfig {
             shutdown_grace: Duration::from_secs(10),
             log_level: "info".into(),
             log_format: LogFormat::Text,
+            storage: StorageConfig::default(),
+            object_store: ObjectStoreConfig::default(),
+            metadata: MetadataConfig::default(),
         }
     }
 }
@@ -138,7 +153,8 @@ pub struct ConfigSources {
 impl BrokerConfig {
     /// Load from defaults, file, environment and overrides, then validate.
     pub fn load(sources: &ConfigSources) -> Result<Self, ConfigError> {
-        let mut fig = Figment::from(Serialized::defaults(BrokerConfig::default()));
+        // Defaults come from `#[serde(default)]`: keys nobody set keep them.
+        let mut fig = Figment::new();
         if let Some(file) = &sources.file {
             if !file.exists() {
                 return Err(ConfigError::Invalid {
@@ -164,9 +180,28 @@ impl BrokerConfig {
             }
             fig = fig.merge((key, parse_set_value(value)));
         }
-        let config: BrokerConfig = fig.extract()?;
+        let mut config: BrokerConfig = fig.extract()?;
+        config.derive_sections();
         config.validate()?;
         Ok(config)
+    }
+
+    /// Fill the sections' settings that follow the broker's own (data
+    /// directories, node ids) unless they were set explicitly.
+    fn derive_sections(&mut self) {
+        if self.storage.data_dir == StorageConfig::default().data_dir {
+            self.storage.data_dir = self.data_dir.clone();
+        }
+        if self.storage.wal.node == skiff_storage::config::WalConfig::default().node {
+            self.storage.wal.node = self.node_id.to_string();
+        }
+        let md = MetadataConfig::default();
+        if self.metadata.data_dir == md.data_dir {
+            self.metadata.data_dir = self.data_dir.join("metadata");
+        }
+        if self.metadata.node_id == md.node_id {
+            self.metadata.node_id = self.node_id as u64;
+        }
     }
 
     /// Check values that parse but make no sense.
@@ -207,6 +242,13 @@ impl BrokerConfig {
         if self.max_connections == 0 {
             return Err(invalid("max_connections", "must be >= 1"));
         }
+        self.storage
+            .validate()
+            .map_err(|e| invalid("storage", e.to_string()))?;
+        self.object_store
+            .validate()
+            .map_err(|e| invalid("object_store", e.to_string()))?;
+        self.metadata.validate().map_err(|e| invalid("metadata", e))?;
         Ok(())
     }
 

@@ -25,7 +25,7 @@ pub struct ApiLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ApiErrorLabels {
     pub api: &'static str,
-    pub error: &'static str,
+    pub error: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -160,7 +160,7 @@ impl Metrics {
     }
 
     /// Record a Kafka error code returned by an API (code 0 is not an error).
-    pub fn observe_error(&self, api: &'static str, error: &'static str) {
+    pub fn observe_error(&self, api: &'static str, error: String) {
         self.request_errors
             .get_or_create(&ApiErrorLabels { api, error })
             .inc();
@@ -207,7 +207,7 @@ mod tests {
     fn renders_request_topic_and_storage_figures() {
         let m = Metrics::new();
         m.observe_request("Produce", Duration::from_millis(2));
-        m.observe_error("Produce", "UNKNOWN_TOPIC_OR_PARTITION");
+        m.observe_error("Produce", "UnknownTopicOrPartition".into());
         m.bytes_in
             .get_or_create(&TopicLabels { topic: "vehicle.reports".into() })
             .inc_by(100);
@@ -215,7 +215,7 @@ mod tests {
         let text = m.render();
         assert!(text.contains("skiff_requests_total{api=\"Produce\"} 1"), "{text}");
         assert!(text.contains("skiff_request_duration_seconds_count{api=\"Produce\"} 1"));
-        assert!(text.contains("error=\"UNKNOWN_TOPIC_OR_PARTITION\""));
+        assert!(text.contains("error=\"UnknownTopicOrPartition\""));
         assert!(text.contains("skiff_topic_bytes_in_total{topic=\"vehicle.reports\"} 100"));
         assert!(text.contains("skiff_wal_unuploaded_bytes 4096"));
         assert!(text.contains("skiff_block_cache_hit_ratio 0.75"));
