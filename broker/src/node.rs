@@ -50,7 +50,8 @@ impl StorageGauges for StorageFigures {
         self.0.upload_lag().as_secs_f64()
     }
     fn cache_hits_misses(&self) -> (u64, u64) {
-        self.0.cache_hits_misses()
+        let c = self.0.cache_counters();
+        (c.memory_hits + c.disk_hits, c.misses)
     }
 }
 
