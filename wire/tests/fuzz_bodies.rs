@@ -48,9 +48,14 @@ fn request(key: ApiKey, version: i16, body: RequestKind) -> Vec<u8> {
 /// Valid inputs the mutations start from (also the seed corpus of the fuzz targets:
 /// `cargo test -p skiff-wire --test fuzz_bodies -- --ignored write_seed_corpus`).
 fn request_seeds() -> Vec<Vec<u8>> {
-    let mut seeds = vec![
-        include_bytes!("corpus/librdkafka-2.16-api-versions.bin").to_vec(),
-        include_bytes!("corpus/kafka-python-3.0-api-versions.bin").to_vec(),
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    paths.sort();
+    let mut seeds: Vec<Vec<u8>> = paths.iter().map(|p| std::fs::read(p).unwrap()).collect();
+    seeds.extend([
         request(
             ApiKey::Metadata,
             12,
@@ -61,7 +66,7 @@ fn request_seeds() -> Vec<Vec<u8>> {
             12,
             RequestKind::Fetch(FetchRequest::default()),
         ),
-    ];
+    ]);
     for (version, codec) in [
         (3, Compression::None),
         (9, Compression::Lz4),
@@ -148,7 +153,7 @@ proptest! {
     }
 
     #[test]
-    fn mutated_requests(seed in 0usize..7, mutations in proptest::collection::vec(arb_mutation(), 1..6)) {
+    fn mutated_requests(seed in 0usize..64, mutations in proptest::collection::vec(arb_mutation(), 1..6)) {
         let seeds = request_seeds();
         frame_and_request(&mutate(seeds[seed % seeds.len()].clone(), &mutations));
     }

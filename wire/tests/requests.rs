@@ -10,6 +10,7 @@ use skiff_wire::kafka_protocol::messages::{
     produce_request::{PartitionProduceData, TopicProduceData},
 };
 use skiff_wire::kafka_protocol::protocol::StrBytes;
+use skiff_wire::records::{ValidateOptions, single_batch};
 use skiff_wire::{
     ApiVersionTable, FrameDecoder, RequestError, decode_request, decode_response, encode_request,
     encode_response, request_api_key, response_api_key,
@@ -247,38 +248,69 @@ fn produce_records_are_not_copied() {
     );
 }
 
-/// First frames captured from real clients by `wire/scripts/capture_client_requests.py`.
+/// Frames captured from real clients by `wire/scripts/capture_client_requests.py`
+/// (librdkafka 2.16 via confluent-kafka, kafka-python 3.0; Produce with each codec).
 #[test]
 fn real_client_requests_decode() {
     let table = ApiVersionTable::protocol_supported();
-    let corpus = [
-        (
-            &include_bytes!("corpus/librdkafka-2.16-api-versions.bin")[..],
-            3,
-            "confluent-kafka-python",
-        ),
-        (
-            &include_bytes!("corpus/kafka-python-3.0-api-versions.bin")[..],
-            4,
-            "kafka-python",
-        ),
-    ];
-    for (bytes, version, software) in corpus {
-        let mut buf = BytesMut::from(bytes);
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
+    let mut produce_batches = 0;
+    let mut files = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let mut buf = BytesMut::from(&std::fs::read(&path).unwrap()[..]);
         let frame = FrameDecoder::default().decode(&mut buf).unwrap().unwrap();
-        assert!(buf.is_empty());
-        let req = decode_request(frame, &table).unwrap();
-        assert_eq!(req.api_key, ApiKey::ApiVersions);
-        assert_eq!(req.api_version(), version);
-        let RequestKind::ApiVersions(body) = req.body else {
-            panic!()
-        };
+        assert!(buf.is_empty(), "{name}");
+        let req = decode_request(frame, &table).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(
-            body.client_software_name.as_str().starts_with(software),
-            "{:?}",
-            body.client_software_name
+            name.contains(&format!("{:?}", req.api_key)),
+            "{name} is {:?}",
+            req.api_key
         );
+        files += 1;
+        match req.body {
+            RequestKind::ApiVersions(body) => {
+                let software = body.client_software_name.as_str();
+                assert!(
+                    software == "kafka-python" || software.starts_with("confluent-kafka"),
+                    "{software}"
+                );
+            }
+            RequestKind::Produce(p) => {
+                let codec = name.split('-').rev().nth(2).unwrap();
+                let records = p.topic_data[0].partition_data[0].records.as_ref();
+                let batch = single_batch(records).unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert_eq!(
+                    batch.attributes().compression().unwrap().name(),
+                    codec,
+                    "{name}"
+                );
+                let summary = batch.validate(&ValidateOptions::default()).unwrap();
+                assert!(summary.record_count >= 1);
+                for (i, record) in batch.records(1 << 20).unwrap().enumerate() {
+                    let record = record.unwrap();
+                    assert_eq!(record.key.as_deref(), Some(&b"LSVAX4182E2123456"[..]));
+                    assert_eq!(
+                        record.value.as_deref(),
+                        Some(format!("{{\"speed\": {i}}}").as_bytes())
+                    );
+                    let headers: Vec<_> = record.headers().collect();
+                    assert_eq!(
+                        headers,
+                        vec![(Bytes::from_static(b"src"), Some(Bytes::from_static(b"can")))]
+                    );
+                }
+                produce_batches += 1;
+            }
+            _ => {}
+        }
     }
+    assert!(files >= 10, "corpus has {files} files");
+    assert!(
+        produce_batches >= 7,
+        "only {produce_batches} produce requests in the corpus"
+    );
 }
 
 fn arb_name() -> impl Strategy<Value = StrBytes> {
