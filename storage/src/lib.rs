@@ -18,5 +18,6 @@ pub mod block_cache;
 pub mod catalog;
 #[cfg(any(test, feature = "testing"))]
 pub mod catalog_conformance;
+pub mod compaction;
 pub mod object;
 pub mod store;
