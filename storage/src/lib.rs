@@ -18,6 +18,7 @@ pub mod block_cache;
 pub mod catalog;
 #[cfg(any(test, feature = "testing"))]
 pub mod catalog_conformance;
+pub mod compaction;
 pub mod config;
 pub mod engine;
 pub mod error;
