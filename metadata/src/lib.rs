@@ -4,7 +4,17 @@
 //! snapshots, and the typed client API the broker uses.
 
 pub mod command;
+pub mod config;
+pub mod error;
+pub mod frame;
+pub mod net;
+pub mod node;
 pub mod state;
+pub mod store;
+pub mod types;
 
 pub use command::{Command, CommandError, Output, Response};
+pub use config::{MetadataConfig, Peer};
+pub use error::{MetadataError, StartError};
+pub use node::{MetadataNode, Watch};
 pub use state::{Change, ClusterState};

@@ -2,6 +2,9 @@
 //!
 //! A [foyer] hybrid cache keyed by `(object id, block position)` holds the
 //! raw bytes of object blocks whose crc was verified when they were fetched.
+//! Blocks enter memory; those evicted from memory are written to the disk
+//! tier (foyer's write-on-eviction policy), so a hot working set costs no
+//! disk writes.
 //! Objects are immutable and ids never reused, so entries never go stale; the
 //! cache only evicts. A second, memory-only cache holds decoded object
 //! indexes (footer + index), so a reader fetches those once per object.
@@ -201,7 +204,7 @@ impl BlockCache {
         config.validate()?;
         let builder = HybridCacheBuilder::new()
             .with_name("skiff-blocks")
-            .with_policy(HybridCachePolicy::WriteOnInsertion)
+            .with_policy(HybridCachePolicy::WriteOnEviction)
             .memory(config.memory_bytes)
             .with_weighter(|_k: &BlockKey, v: &Bytes| v.len() + 64)
             .storage();
@@ -325,9 +328,11 @@ impl BlockCache {
         }
     }
 
-    /// Drop the memory tier's blocks (benchmarks: measure the disk tier).
-    pub fn clear_memory(&self) {
-        self.blocks.memory().clear();
+    /// Move every block from memory to the disk tier (or drop it, without
+    /// one) and wait for the disk writes: benchmarks and tests of the disk tier.
+    pub async fn offload_memory(&self) {
+        self.blocks.flush_if(|_, _| true).await;
+        self.blocks.storage().wait().await;
     }
 
     /// Flush and close the disk tier.

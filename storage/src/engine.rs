@@ -185,6 +185,17 @@ impl Storage {
         cap - self.shared.budget.available_permits() as u64
     }
 
+    /// Age of the oldest appended data not yet sealed into an object: how far
+    /// uploads lag behind the WAL (metrics).
+    pub fn upload_lag(&self) -> std::time::Duration {
+        self.shared.uploader.pending_age()
+    }
+
+    /// Block cache hit and miss counters since start (metrics).
+    pub fn cache_counters(&self) -> crate::block_cache::BlockCacheCounters {
+        self.shared.reader.cache().counters()
+    }
+
     /// Flush everything into objects, then stop the WAL and background tasks.
     pub async fn shutdown(&self) {
         self.shared.wal_shutdown().await;

@@ -18,6 +18,7 @@ pub mod block_cache;
 pub mod catalog;
 #[cfg(any(test, feature = "testing"))]
 pub mod catalog_conformance;
+pub mod compaction;
 pub mod config;
 pub mod engine;
 pub mod error;
@@ -31,4 +32,5 @@ pub mod wal;
 
 pub use config::StorageConfig;
 pub use engine::Storage;
+pub use error::{AppendError, CloseError, OpenError, ReadError, TrimError};
 pub use stream::{AppendResult, PendingAppend, StreamHandle};

@@ -136,6 +136,15 @@ impl Uploader {
         }
     }
 
+    /// Age of the oldest data not yet sealed into an object.
+    pub(crate) fn pending_age(&self) -> std::time::Duration {
+        self.pending
+            .lock()
+            .since
+            .map(|t| t.elapsed())
+            .unwrap_or_default()
+    }
+
     /// Bytes pending (not yet sealed).
     pub(crate) fn pending_bytes(&self) -> u64 {
         self.pending.lock().bytes

@@ -25,8 +25,6 @@
 //! let parsed = ObjectIndex::decode(&bytes, bytes.len() as u64).unwrap();
 //! assert_eq!(parsed.entries, index);
 //! ```
-//!
-//! [`StoredBatch`]: crate::batch::StoredBatch
 
 mod builder;
 pub mod format;
@@ -36,6 +34,8 @@ use bytes::Bytes;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use skiff_common::{ObjectId, StreamId};
+
+use crate::batch::StoredBatch;
 
 pub use builder::{BuildError, ObjectBuilder, stream_ranges};
 pub use format::{FormatError, IndexEntry};
@@ -95,6 +95,26 @@ pub async fn put_object(
         },
         Err(e) => Err(e),
     }
+}
+
+/// Every batch of a whole object, per block in index order (stream, offset).
+/// Compaction reads its inputs this way.
+pub fn decode_object(bytes: &Bytes) -> Result<Vec<(StreamId, Vec<StoredBatch>)>, FormatError> {
+    let index = ObjectIndex::decode(bytes, bytes.len() as u64)?;
+    let mut out = Vec::with_capacity(index.entries.len());
+    for e in &index.entries {
+        // decode_index checked every block lies before the index.
+        let block = bytes.slice(e.position as usize..(e.position + u64::from(e.len)) as usize);
+        let (stream, batches) = format::decode_block(&block)?;
+        if stream != e.stream || batches.first().map(|b| b.base_offset) != Some(e.start) {
+            return Err(FormatError::Malformed {
+                what: "block",
+                detail: format!("block at {} does not match its index entry", e.position),
+            });
+        }
+        out.push((stream, batches));
+    }
+    Ok(out)
 }
 
 /// Footer and index of one object, as cached by the block cache.

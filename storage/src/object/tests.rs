@@ -49,18 +49,8 @@ fn build(
 }
 
 fn decode_all(bytes: &Bytes) -> Result<BTreeMap<u64, Vec<StoredBatch>>, FormatError> {
-    let idx = ObjectIndex::decode(bytes, bytes.len() as u64)?;
     let mut out: BTreeMap<u64, Vec<StoredBatch>> = BTreeMap::new();
-    for e in &idx.entries {
-        let r = e.byte_range();
-        let block = bytes
-            .get(r.start as usize..r.end as usize)
-            .ok_or(FormatError::Malformed {
-                what: "test",
-                detail: "range".into(),
-            })?;
-        let (s, batches) = decode_block(&bytes.slice_ref(block))?;
-        assert_eq!(s, e.stream);
+    for (s, batches) in decode_object(bytes)? {
         out.entry(s.0).or_default().extend(batches);
     }
     Ok(out)
