@@ -73,7 +73,7 @@ impl ServeArgs {
         };
         push("listen", self.listen);
         push("advertised_listener", self.advertised_listener);
-        push("http_listen", self.http_listen.map(|s| format!("\"{s}\"")));
+        push("http_listen", self.http_listen);
         push("data_dir", self.data_dir.map(|d| d.display().to_string()));
         push("node_id", self.node_id.map(|n| n.to_string()));
         sets.extend(self.sets);

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use skiff_common::BrokerId;
+use skiff_metadata::net::{Rpc, RpcReply, Transport, TransportError};
 use skiff_metadata::node::MetadataNode;
 use skiff_storage::Storage;
 use tokio::net::TcpListener;
@@ -53,6 +54,37 @@ impl StorageGauges for StorageFigures {
         let c = self.0.cache_counters();
         (c.memory_hits + c.disk_hits, c.misses)
     }
+}
+
+/// The transport of a single-voter quorum: there is nobody to call.
+struct NoPeers;
+
+#[async_trait::async_trait]
+impl Transport for NoPeers {
+    async fn call(
+        &self,
+        _from: u64,
+        target: u64,
+        _addr: &str,
+        _rpc: Rpc,
+        _timeout: Duration,
+    ) -> Result<RpcReply, TransportError> {
+        Err(TransportError::Unreachable(target, "single-node metadata quorum".into()))
+    }
+}
+
+/// Start this broker's metadata node.
+async fn start_metadata(config: &BrokerConfig) -> anyhow::Result<MetadataNode> {
+    let md = &config.metadata;
+    if md.listen_addr.is_some() || !md.initial_voters.is_empty() || !md.join.is_empty() {
+        anyhow::bail!(
+            "metadata.listen_addr, metadata.initial_voters and metadata.join (multi-node metadata) \
+             are not available in this build yet: run a single-node broker"
+        );
+    }
+    MetadataNode::start_with_transport(md.clone(), Arc::new(NoPeers))
+        .await
+        .context("metadata node failed to start")
 }
 
 /// A running broker.
@@ -93,9 +125,7 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
     let kafka_addr = kafka_listener.local_addr()?;
 
     info!(data_dir = %config.data_dir.display(), "starting metadata node");
-    let metadata = MetadataNode::start(config.metadata.clone())
-        .await
-        .context("metadata node failed to start")?;
+    let metadata = start_metadata(&config).await?;
     metadata
         .wait_ready(Duration::from_secs(30))
         .await

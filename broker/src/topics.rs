@@ -185,10 +185,20 @@ pub async fn assign(
     partition: u32,
     target: BrokerId,
 ) -> Result<(), KafkaError> {
-    let epoch = broker
-        .cluster
-        .read(|s: &ClusterState| s.brokers.get(&target).map(|b| b.epoch))
-        .ok_or_else(|| err(ResponseError::BrokerNotAvailable, format!("broker {target} is not registered")))?;
+    let (epoch, current) = broker.cluster.read(|s: &ClusterState| {
+        (
+            s.brokers.get(&target).map(|b| b.epoch),
+            s.partition(topic, partition).map(|p| p.epoch),
+        )
+    });
+    let epoch = epoch.ok_or_else(|| {
+        err(
+            ResponseError::BrokerNotAvailable,
+            format!("broker {target} is not registered"),
+        )
+    })?;
+    // Compare-and-set on the partition epoch: of two concurrent placements
+    // (the creating request and the controller sweep) only one applies.
     broker
         .cluster
         .propose(Command::AssignPartition {
@@ -196,7 +206,7 @@ pub async fn assign(
             partition,
             broker: target,
             broker_epoch: epoch,
-            expected_epoch: None,
+            expected_epoch: current,
         })
         .await?;
     Ok(())
