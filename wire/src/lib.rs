@@ -102,4 +102,6 @@ pub use request::{
 pub use response::{
     ResponseDecodeError, decode_response, encode_response, request_api_key, response_api_key,
 };
-pub use versions::{ApiVersionTable, VersionTableError, protocol_range};
+pub use versions::{
+    ApiVersionTable, VersionTableError, is_valid_api_versions_request, protocol_range,
+};

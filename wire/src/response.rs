@@ -69,7 +69,7 @@ pub fn decode_response(
 }
 
 /// The API key of a response body; `None` only for a variant a newer
-/// kafka-protocol added that [`crate::api_list`] does not list yet.
+/// kafka-protocol added that this crate's API list (`for_each_api!`) lacks.
 pub fn response_api_key(body: &ResponseKind) -> Option<ApiKey> {
     macro_rules! keys {
         ($($name:ident $req:ident $resp:ident),* $(,)?) => {

@@ -8,8 +8,8 @@
 use std::collections::BTreeMap;
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::api_versions_response::{ApiVersion, ApiVersionsResponse};
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest};
 use kafka_protocol::protocol::VersionRange;
 
 /// The versions of `api_key` that kafka-protocol can encode and decode: the
@@ -149,6 +149,25 @@ impl ApiVersionTable {
     }
 }
 
+/// Kafka's check on ApiVersions v3+ (`ApiVersionsRequest.isValid`): the client
+/// software name and version must match `[a-zA-Z0-9](?:[a-zA-Z0-9\-.]*[a-zA-Z0-9])?`.
+/// A request that fails it is answered with `INVALID_REQUEST`.
+pub fn is_valid_api_versions_request(request: &ApiVersionsRequest, version: i16) -> bool {
+    fn valid(s: &str) -> bool {
+        let b = s.as_bytes();
+        let edge = |c: &u8| c.is_ascii_alphanumeric();
+        match (b.first(), b.last()) {
+            (Some(first), Some(last)) => {
+                edge(first) && edge(last) && b.iter().all(|c| edge(c) || *c == b'-' || *c == b'.')
+            }
+            _ => false,
+        }
+    }
+    version < 3
+        || (valid(request.client_software_name.as_str())
+            && valid(request.client_software_version.as_str()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,6 +214,25 @@ mod tests {
         let t = ApiVersionTable::protocol_supported();
         assert_eq!(t.iter().count(), ApiKey::iter().count());
         assert!(t.supports(ApiKey::ApiVersions, 0));
+    }
+
+    #[test]
+    fn client_software_names() {
+        use kafka_protocol::protocol::StrBytes;
+        let req = |name: &'static str, version: &'static str| {
+            ApiVersionsRequest::default()
+                .with_client_software_name(StrBytes::from_static_str(name))
+                .with_client_software_version(StrBytes::from_static_str(version))
+        };
+        assert!(is_valid_api_versions_request(
+            &req("confluent-kafka-python", "2.16.1-rdkafka-2.16.0"),
+            3
+        ));
+        assert!(is_valid_api_versions_request(&req("a", "1"), 4));
+        assert!(!is_valid_api_versions_request(&req("", "1"), 3));
+        assert!(!is_valid_api_versions_request(&req("bad name", "1"), 3));
+        assert!(!is_valid_api_versions_request(&req("x", "1.0-"), 3));
+        assert!(is_valid_api_versions_request(&req("", ""), 2));
     }
 
     #[test]
