@@ -9,9 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use skiff_common::{ObjectId, StreamEpoch, StreamId};
-use skiff_metadata::command::{
-    self as mc, Command, CommandError, Output,
-};
+use skiff_metadata::command::{self as mc, Command, CommandError, Output};
 use skiff_storage::catalog::{
     Catalog, CatalogError, Commit, ObjectInfo, ObjectKind, ObjectSlice, StreamMeta,
 };
@@ -196,7 +194,9 @@ impl Catalog for MetadataCatalog {
     }
 
     async fn forget_objects(&self, ids: Vec<ObjectId>) -> Result<(), CatalogError> {
-        self.propose(Command::ForgetObjects { ids }).await.map(|_| ())
+        self.propose(Command::ForgetObjects { ids })
+            .await
+            .map(|_| ())
     }
 }
 

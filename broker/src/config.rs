@@ -248,7 +248,9 @@ impl BrokerConfig {
         self.object_store
             .validate()
             .map_err(|e| invalid("object_store", e.to_string()))?;
-        self.metadata.validate().map_err(|e| invalid("metadata", e))?;
+        self.metadata
+            .validate()
+            .map_err(|e| invalid("metadata", e))?;
         Ok(())
     }
 
@@ -273,10 +275,11 @@ fn parse_set_value(value: &str) -> figment::value::Value {
     if let Ok(i) = v.parse::<i64>() {
         return Value::from(i);
     }
-    if let Ok(f) = v.parse::<f64>() {
-        if v.contains('.') && f.is_finite() {
-            return Value::from(f);
-        }
+    if let Ok(f) = v.parse::<f64>()
+        && v.contains('.')
+        && f.is_finite()
+    {
+        return Value::from(f);
     }
     Value::from(v.to_string())
 }

@@ -14,7 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use skiff_common::BrokerId;
-use skiff_metadata::command::{BrokerState, Command, CommandError, Listener, Output, PartitionState};
+use skiff_metadata::command::{
+    BrokerState, Command, CommandError, Listener, Output, PartitionState,
+};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -39,7 +41,9 @@ pub async fn heartbeat(broker: Arc<Broker>, shutdown: CancellationToken) {
         match broker.cluster.propose(cmd).await {
             Ok(_) => {}
             Err(ClusterError::Rejected(
-                CommandError::BrokerFenced(_) | CommandError::StaleBrokerEpoch { .. } | CommandError::UnknownBroker(_),
+                CommandError::BrokerFenced(_)
+                | CommandError::StaleBrokerEpoch { .. }
+                | CommandError::UnknownBroker(_),
             )) => {
                 warn!("this broker was fenced; registering a new incarnation");
                 if let Err(e) = register(&broker).await {
@@ -72,7 +76,9 @@ pub async fn register(broker: &Broker) -> Result<u64, ClusterError> {
             info!(broker_epoch, "registered");
             Ok(broker_epoch)
         }
-        other => Err(ClusterError::Unavailable(format!("unexpected answer {other:?}"))),
+        other => Err(ClusterError::Unavailable(format!(
+            "unexpected answer {other:?}"
+        ))),
     }
 }
 

@@ -36,7 +36,11 @@ async fn scan<T>(
         if offset >= end {
             return Ok(None);
         }
-        let batches = p.stream.read(offset, SCAN_CHUNK).await.map_err(|e| read_error(&e))?;
+        let batches = p
+            .stream
+            .read(offset, SCAN_CHUNK)
+            .await
+            .map_err(|e| read_error(&e))?;
         if batches.is_empty() {
             return Ok(None);
         }
@@ -99,6 +103,12 @@ pub async fn max_timestamp(p: &Partition) -> Result<Option<Found>, KafkaError> {
 
 /// The base offset of the first batch that is not entirely older than
 /// `cutoff_ms` (time-based retention trims up to it).
-pub async fn first_offset_newer_than(p: &Partition, cutoff_ms: i64) -> Result<Option<u64>, KafkaError> {
-    scan(p, |b| (b.max_timestamp() >= cutoff_ms).then_some(b.base_offset() as u64)).await
+pub async fn first_offset_newer_than(
+    p: &Partition,
+    cutoff_ms: i64,
+) -> Result<Option<u64>, KafkaError> {
+    scan(p, |b| {
+        (b.max_timestamp() >= cutoff_ms).then_some(b.base_offset() as u64)
+    })
+    .await
 }

@@ -79,7 +79,11 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("skiff");
         let requests = Family::<ApiLabels, Counter>::default();
-        registry.register("requests", "Kafka requests handled, by API", requests.clone());
+        registry.register(
+            "requests",
+            "Kafka requests handled, by API",
+            requests.clone(),
+        );
         let request_errors = Family::<ApiErrorLabels, Counter>::default();
         registry.register(
             "request_errors",
@@ -95,15 +99,35 @@ impl Metrics {
             request_seconds.clone(),
         );
         let bytes_in = Family::<TopicLabels, Counter>::default();
-        registry.register("topic_bytes_in", "Record batch bytes produced, by topic", bytes_in.clone());
+        registry.register(
+            "topic_bytes_in",
+            "Record batch bytes produced, by topic",
+            bytes_in.clone(),
+        );
         let bytes_out = Family::<TopicLabels, Counter>::default();
-        registry.register("topic_bytes_out", "Record batch bytes fetched, by topic", bytes_out.clone());
+        registry.register(
+            "topic_bytes_out",
+            "Record batch bytes fetched, by topic",
+            bytes_out.clone(),
+        );
         let messages_in = Family::<TopicLabels, Counter>::default();
-        registry.register("topic_messages_in", "Records produced, by topic", messages_in.clone());
+        registry.register(
+            "topic_messages_in",
+            "Records produced, by topic",
+            messages_in.clone(),
+        );
         let connections = Gauge::default();
-        registry.register("connections", "Open client connections", connections.clone());
+        registry.register(
+            "connections",
+            "Open client connections",
+            connections.clone(),
+        );
         let connections_total = Counter::default();
-        registry.register("connections_accepted", "Client connections accepted", connections_total.clone());
+        registry.register(
+            "connections_accepted",
+            "Client connections accepted",
+            connections_total.clone(),
+        );
         let wal_unuploaded_bytes = Gauge::default();
         registry.register(
             "wal_unuploaded_bytes",
@@ -123,9 +147,17 @@ impl Metrics {
             cache_hit_ratio.clone(),
         );
         let cache_hits = Gauge::default();
-        registry.register("block_cache_hits", "Block cache hits since start", cache_hits.clone());
+        registry.register(
+            "block_cache_hits",
+            "Block cache hits since start",
+            cache_hits.clone(),
+        );
         let cache_misses = Gauge::default();
-        registry.register("block_cache_misses", "Block cache misses since start", cache_misses.clone());
+        registry.register(
+            "block_cache_misses",
+            "Block cache misses since start",
+            cache_misses.clone(),
+        );
         Self {
             registry: Arc::new(Mutex::new(registry)),
             requests,
@@ -174,10 +206,14 @@ impl Metrics {
             self.upload_lag_seconds.set(s.upload_lag_seconds());
             let (hits, misses) = s.cache_hits_misses();
             self.cache_hits.set(i64::try_from(hits).unwrap_or(i64::MAX));
-            self.cache_misses.set(i64::try_from(misses).unwrap_or(i64::MAX));
+            self.cache_misses
+                .set(i64::try_from(misses).unwrap_or(i64::MAX));
             let total = hits + misses;
-            self.cache_hit_ratio
-                .set(if total == 0 { 0.0 } else { hits as f64 / total as f64 });
+            self.cache_hit_ratio.set(if total == 0 {
+                0.0
+            } else {
+                hits as f64 / total as f64
+            });
         }
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry.lock())
@@ -209,11 +245,16 @@ mod tests {
         m.observe_request("Produce", Duration::from_millis(2));
         m.observe_error("Produce", "UnknownTopicOrPartition".into());
         m.bytes_in
-            .get_or_create(&TopicLabels { topic: "vehicle.reports".into() })
+            .get_or_create(&TopicLabels {
+                topic: "vehicle.reports".into(),
+            })
             .inc_by(100);
         m.set_storage_source(Arc::new(Fixed));
         let text = m.render();
-        assert!(text.contains("skiff_requests_total{api=\"Produce\"} 1"), "{text}");
+        assert!(
+            text.contains("skiff_requests_total{api=\"Produce\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("skiff_request_duration_seconds_count{api=\"Produce\"} 1"));
         assert!(text.contains("error=\"UnknownTopicOrPartition\""));
         assert!(text.contains("skiff_topic_bytes_in_total{topic=\"vehicle.reports\"} 100"));

@@ -69,7 +69,10 @@ impl Transport for NoPeers {
         _rpc: Rpc,
         _timeout: Duration,
     ) -> Result<RpcReply, TransportError> {
-        Err(TransportError::Unreachable(target, "single-node metadata quorum".into()))
+        Err(TransportError::Unreachable(
+            target,
+            "single-node metadata quorum".into(),
+        ))
     }
 }
 
@@ -116,7 +119,12 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
             .await
             .with_context(|| format!("cannot listen on http_listen {}", config.http_listen))?;
         let addr = l.local_addr()?;
-        tasks.spawn(http::serve(l, metrics.clone(), ready.clone(), shutdown.clone()));
+        tasks.spawn(http::serve(
+            l,
+            metrics.clone(),
+            ready.clone(),
+            shutdown.clone(),
+        ));
         Some(addr)
     };
     let kafka_listener = TcpListener::bind(&config.listen)
@@ -130,7 +138,10 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
         .wait_ready(Duration::from_secs(30))
         .await
         .context("metadata quorum not ready")?;
-    let cluster = Cluster::new(Arc::new(RaftBackend::new(metadata.clone(), shutdown.clone())));
+    let cluster = Cluster::new(Arc::new(RaftBackend::new(
+        metadata.clone(),
+        shutdown.clone(),
+    )));
 
     info!("opening storage (WAL recovery)");
     let built = skiff_storage::store::build_store(&config.object_store, &config.data_dir)
@@ -166,11 +177,18 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
         .map_err(|e| anyhow::anyhow!("broker registration failed: {e}"))?;
 
     tasks.spawn(controller::heartbeat(broker.clone(), shutdown.clone()));
-    tasks.spawn(controller::place_offline_partitions(broker.clone(), shutdown.clone()));
+    tasks.spawn(controller::place_offline_partitions(
+        broker.clone(),
+        shutdown.clone(),
+    ));
     tasks.spawn(retention::run(broker.clone(), shutdown.clone()));
     partitions.reconcile().await;
     tasks.spawn(partitions.clone().run(shutdown.clone()));
-    tasks.spawn(server::run(broker.clone(), kafka_listener, shutdown.clone()));
+    tasks.spawn(server::run(
+        broker.clone(),
+        kafka_listener,
+        shutdown.clone(),
+    ));
     ready.set_ready(true);
     info!(%kafka_addr, http = ?http_addr, "skiff broker ready");
     Ok(RunningBroker {
@@ -193,7 +211,10 @@ impl RunningBroker {
         self.shutdown.cancel();
         self.tasks.close();
         let grace = self.broker.config.shutdown_grace;
-        if tokio::time::timeout(grace, self.tasks.wait()).await.is_err() {
+        if tokio::time::timeout(grace, self.tasks.wait())
+            .await
+            .is_err()
+        {
             warn!("background tasks did not stop within {grace:?}");
         }
         self.broker.partitions.close_all().await;

@@ -97,7 +97,12 @@ impl std::fmt::Debug for PartitionManager {
 const OPEN_WAIT: Duration = Duration::from_secs(5);
 
 impl PartitionManager {
-    pub fn new(me: BrokerId, storage: Arc<Storage>, cluster: Cluster, config: BrokerConfig) -> Self {
+    pub fn new(
+        me: BrokerId,
+        storage: Arc<Storage>,
+        cluster: Cluster,
+        config: BrokerConfig,
+    ) -> Self {
         Self {
             me,
             storage,
@@ -221,8 +226,12 @@ impl PartitionManager {
         for (key, p) in to_close {
             self.open.write().remove(&key);
             match p.stream.close().await {
-                Ok(end) => info!(topic = %key.topic, partition = key.partition, end, "closed partition"),
-                Err(e) => warn!(topic = %key.topic, partition = key.partition, error = %e, "closing partition"),
+                Ok(end) => {
+                    info!(topic = %key.topic, partition = key.partition, end, "closed partition")
+                }
+                Err(e) => {
+                    warn!(topic = %key.topic, partition = key.partition, error = %e, "closing partition")
+                }
             }
         }
         for (key, w) in wanted {

@@ -114,6 +114,10 @@ pub fn ready(response: Option<ResponseKind>) -> Admit {
 
 /// Build an [`Admit`] from an async block producing the response: for
 /// handlers whose whole work may run before the next request is read.
+#[allow(
+    clippy::async_yields_async,
+    reason = "admit resolves to the respond step by design"
+)]
 pub fn respond_after<F>(fut: F) -> Admit
 where
     F: std::future::Future<Output = ResponseKind> + Send + 'static,

@@ -50,7 +50,10 @@ pub async fn run(broker: Arc<Broker>, listener: TcpListener, shutdown: Cancellat
         });
     }
     tasks.close();
-    info!(open = tasks.len(), "listener closed; waiting for connections");
+    info!(
+        open = tasks.len(),
+        "listener closed; waiting for connections"
+    );
     if tokio::time::timeout(broker.config.shutdown_grace, tasks.wait())
         .await
         .is_err()

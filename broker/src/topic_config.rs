@@ -112,7 +112,9 @@ fn v_cleanup_policy(v: &str) -> Result<(), String> {
         return Ok(());
     }
     if parts.iter().all(|p| matches!(*p, "delete" | "compact")) {
-        return Err("log compaction (cleanup.policy=compact) is not supported yet; only delete is".into());
+        return Err(
+            "log compaction (cleanup.policy=compact) is not supported yet; only delete is".into(),
+        );
     }
     Err("expected delete".into())
 }
@@ -143,38 +145,168 @@ const fn def(
 
 /// Configs that change what the broker does.
 pub const ENFORCED: &[ConfigDef] = &[
-    def("retention.ms", ConfigType::Long, "Delete data older than this (ms); -1 keeps it forever.", v_long_ge_minus1),
-    def("retention.bytes", ConfigType::Long, "Delete the oldest data once a partition holds more bytes than this; -1 for no limit.", v_long_ge_minus1),
-    def("max.message.bytes", ConfigType::Int, "Largest record batch accepted, in bytes.", v_int_ge0),
-    def("message.timestamp.type", ConfigType::String, "CreateTime keeps the producer's timestamps; LogAppendTime stamps the broker's time.", v_timestamp_type),
-    def("message.timestamp.difference.max.ms", ConfigType::Long, "Largest allowed difference between a CreateTime timestamp and the broker's clock (deprecated in Kafka 3.6 for the two below).", v_long_ge0),
-    def("message.timestamp.before.max.ms", ConfigType::Long, "How far in the past a CreateTime timestamp may be.", v_long_ge0),
-    def("message.timestamp.after.max.ms", ConfigType::Long, "How far in the future a CreateTime timestamp may be.", v_long_ge0),
-    def("cleanup.policy", ConfigType::List, "Only delete (retention) is supported; compact is rejected.", v_cleanup_policy),
-    def("compression.type", ConfigType::String, "Only producer: batches are stored as the producer compressed them.", v_compression),
+    def(
+        "retention.ms",
+        ConfigType::Long,
+        "Delete data older than this (ms); -1 keeps it forever.",
+        v_long_ge_minus1,
+    ),
+    def(
+        "retention.bytes",
+        ConfigType::Long,
+        "Delete the oldest data once a partition holds more bytes than this; -1 for no limit.",
+        v_long_ge_minus1,
+    ),
+    def(
+        "max.message.bytes",
+        ConfigType::Int,
+        "Largest record batch accepted, in bytes.",
+        v_int_ge0,
+    ),
+    def(
+        "message.timestamp.type",
+        ConfigType::String,
+        "CreateTime keeps the producer's timestamps; LogAppendTime stamps the broker's time.",
+        v_timestamp_type,
+    ),
+    def(
+        "message.timestamp.difference.max.ms",
+        ConfigType::Long,
+        "Largest allowed difference between a CreateTime timestamp and the broker's clock (deprecated in Kafka 3.6 for the two below).",
+        v_long_ge0,
+    ),
+    def(
+        "message.timestamp.before.max.ms",
+        ConfigType::Long,
+        "How far in the past a CreateTime timestamp may be.",
+        v_long_ge0,
+    ),
+    def(
+        "message.timestamp.after.max.ms",
+        ConfigType::Long,
+        "How far in the future a CreateTime timestamp may be.",
+        v_long_ge0,
+    ),
+    def(
+        "cleanup.policy",
+        ConfigType::List,
+        "Only delete (retention) is supported; compact is rejected.",
+        v_cleanup_policy,
+    ),
+    def(
+        "compression.type",
+        ConfigType::String,
+        "Only producer: batches are stored as the producer compressed them.",
+        v_compression,
+    ),
 ];
 
 /// Configs accepted for compatibility that have no effect in Skiff, because
 /// data lives in objects (no segments, no local replicas, no local flushes).
 pub const NO_EFFECT: &[ConfigDef] = &[
-    def("min.insync.replicas", ConfigType::Int, "No effect: durability comes from the WAL and the object store.", v_int_ge1),
-    def("unclean.leader.election.enable", ConfigType::Boolean, "No effect: there are no follower replicas.", v_bool),
-    def("segment.bytes", ConfigType::Int, "No effect: data is stored in objects, not segments.", v_int_ge1),
-    def("segment.ms", ConfigType::Long, "No effect: data is stored in objects, not segments.", v_long_ge0),
-    def("segment.index.bytes", ConfigType::Int, "No effect.", v_int_ge0),
-    def("segment.jitter.ms", ConfigType::Long, "No effect.", v_long_ge0),
-    def("index.interval.bytes", ConfigType::Int, "No effect.", v_int_ge0),
-    def("flush.messages", ConfigType::Long, "No effect: every acknowledged write is already durable.", v_long_ge0),
-    def("flush.ms", ConfigType::Long, "No effect: every acknowledged write is already durable.", v_long_ge0),
-    def("file.delete.delay.ms", ConfigType::Long, "No effect.", v_long_ge0),
+    def(
+        "min.insync.replicas",
+        ConfigType::Int,
+        "No effect: durability comes from the WAL and the object store.",
+        v_int_ge1,
+    ),
+    def(
+        "unclean.leader.election.enable",
+        ConfigType::Boolean,
+        "No effect: there are no follower replicas.",
+        v_bool,
+    ),
+    def(
+        "segment.bytes",
+        ConfigType::Int,
+        "No effect: data is stored in objects, not segments.",
+        v_int_ge1,
+    ),
+    def(
+        "segment.ms",
+        ConfigType::Long,
+        "No effect: data is stored in objects, not segments.",
+        v_long_ge0,
+    ),
+    def(
+        "segment.index.bytes",
+        ConfigType::Int,
+        "No effect.",
+        v_int_ge0,
+    ),
+    def(
+        "segment.jitter.ms",
+        ConfigType::Long,
+        "No effect.",
+        v_long_ge0,
+    ),
+    def(
+        "index.interval.bytes",
+        ConfigType::Int,
+        "No effect.",
+        v_int_ge0,
+    ),
+    def(
+        "flush.messages",
+        ConfigType::Long,
+        "No effect: every acknowledged write is already durable.",
+        v_long_ge0,
+    ),
+    def(
+        "flush.ms",
+        ConfigType::Long,
+        "No effect: every acknowledged write is already durable.",
+        v_long_ge0,
+    ),
+    def(
+        "file.delete.delay.ms",
+        ConfigType::Long,
+        "No effect.",
+        v_long_ge0,
+    ),
     def("preallocate", ConfigType::Boolean, "No effect.", v_bool),
-    def("message.downconversion.enable", ConfigType::Boolean, "No effect.", v_bool),
-    def("leader.replication.throttled.replicas", ConfigType::List, "No effect.", v_any),
-    def("follower.replication.throttled.replicas", ConfigType::List, "No effect.", v_any),
-    def("min.compaction.lag.ms", ConfigType::Long, "No effect without compaction.", v_long_ge0),
-    def("max.compaction.lag.ms", ConfigType::Long, "No effect without compaction.", v_long_ge0),
-    def("min.cleanable.dirty.ratio", ConfigType::Double, "No effect without compaction.", v_any),
-    def("delete.retention.ms", ConfigType::Long, "No effect without compaction.", v_long_ge0),
+    def(
+        "message.downconversion.enable",
+        ConfigType::Boolean,
+        "No effect.",
+        v_bool,
+    ),
+    def(
+        "leader.replication.throttled.replicas",
+        ConfigType::List,
+        "No effect.",
+        v_any,
+    ),
+    def(
+        "follower.replication.throttled.replicas",
+        ConfigType::List,
+        "No effect.",
+        v_any,
+    ),
+    def(
+        "min.compaction.lag.ms",
+        ConfigType::Long,
+        "No effect without compaction.",
+        v_long_ge0,
+    ),
+    def(
+        "max.compaction.lag.ms",
+        ConfigType::Long,
+        "No effect without compaction.",
+        v_long_ge0,
+    ),
+    def(
+        "min.cleanable.dirty.ratio",
+        ConfigType::Double,
+        "No effect without compaction.",
+        v_any,
+    ),
+    def(
+        "delete.retention.ms",
+        ConfigType::Long,
+        "No effect without compaction.",
+        v_long_ge0,
+    ),
 ];
 
 /// Look up a config definition by name.
@@ -334,7 +466,9 @@ mod tests {
         assert!(validate("retention.ms", "soon").is_err());
         assert!(validate("max.message.bytes", "99999999999").is_err());
         assert!(validate("cleanup.policy", "delete").is_ok());
-        let e = validate("cleanup.policy", "compact").unwrap_err().to_string();
+        let e = validate("cleanup.policy", "compact")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("not supported"), "{e}");
         assert!(validate("message.timestamp.type", "LogAppendTime").is_ok());
         assert!(validate("message.timestamp.type", "Now").is_err());
@@ -349,8 +483,13 @@ mod tests {
     fn every_definition_has_a_default() {
         let b = BrokerConfig::default();
         for d in ENFORCED.iter().chain(NO_EFFECT) {
-            let v = default_value(d.name, &b).unwrap_or_else(|| panic!("{} has no default", d.name));
-            assert!(validate(d.name, &v).is_ok(), "{}={v} fails its own validation", d.name);
+            let v =
+                default_value(d.name, &b).unwrap_or_else(|| panic!("{} has no default", d.name));
+            assert!(
+                validate(d.name, &v).is_ok(),
+                "{}={v} fails its own validation",
+                d.name
+            );
         }
     }
 
@@ -363,15 +502,24 @@ mod tests {
         assert_eq!(p.timestamp_type, TimestampType::CreateTime);
         let mut o = BTreeMap::new();
         o.insert("retention.ms".to_string(), "-1".to_string());
-        o.insert("message.timestamp.type".to_string(), "LogAppendTime".to_string());
-        o.insert("message.timestamp.difference.max.ms".to_string(), "1000".to_string());
+        o.insert(
+            "message.timestamp.type".to_string(),
+            "LogAppendTime".to_string(),
+        );
+        o.insert(
+            "message.timestamp.difference.max.ms".to_string(),
+            "1000".to_string(),
+        );
         o.insert("max.message.bytes".to_string(), "2048".to_string());
         let p = TopicPolicy::resolve(&o, &b);
         assert_eq!(p.retention_ms, None);
         assert_eq!(p.max_message_bytes, 2048);
         assert_eq!(p.timestamp_type, TimestampType::LogAppendTime);
         assert_eq!(p.timestamp_before_max_ms, 1000);
-        o.insert("message.timestamp.type".to_string(), "CreateTime".to_string());
+        o.insert(
+            "message.timestamp.type".to_string(),
+            "CreateTime".to_string(),
+        );
         let p = TopicPolicy::resolve(&o, &b);
         assert!(p.timestamp_in_bounds(10_000, 10_500));
         assert!(!p.timestamp_in_bounds(10_000, 12_000));

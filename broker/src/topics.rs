@@ -80,7 +80,10 @@ pub fn validate_spec(broker: &Broker, spec: &TopicSpec) -> Result<(i32, i16), Ka
     } else if spec.partitions < 1 {
         return Err(err(
             ResponseError::InvalidPartitions,
-            format!("Number of partitions was set to an invalid non-positive value ({}).", spec.partitions),
+            format!(
+                "Number of partitions was set to an invalid non-positive value ({}).",
+                spec.partitions
+            ),
         ));
     } else {
         spec.partitions
@@ -99,7 +102,9 @@ pub fn validate_spec(broker: &Broker, spec: &TopicSpec) -> Result<(i32, i16), Ka
         rf if rf < 1 => {
             return Err(err(
                 ResponseError::InvalidReplicationFactor,
-                format!("Replication factor must be larger than 0, or -1 to use the default value (was {rf})."),
+                format!(
+                    "Replication factor must be larger than 0, or -1 to use the default value (was {rf})."
+                ),
             ));
         }
         rf => rf,
@@ -144,7 +149,12 @@ pub async fn create_topic(broker: &Broker, spec: TopicSpec) -> Result<CreatedTop
     };
     info!(topic = %spec.name, partitions, "created topic");
     let owners: Vec<Option<BrokerId>> = (0..partitions)
-        .map(|p| spec.assignments.get(&p).and_then(|r| r.first()).map(|b| BrokerId(*b)))
+        .map(|p| {
+            spec.assignments
+                .get(&p)
+                .and_then(|r| r.first())
+                .map(|b| BrokerId(*b))
+        })
         .collect();
     place_partitions(broker, &spec.name, 0, &owners).await;
     Ok(CreatedTopic {
@@ -275,7 +285,9 @@ pub async fn add_partitions(
     if total <= current {
         return Err(err(
             ResponseError::InvalidPartitions,
-            format!("Topic currently has {current} partitions, which is higher than or equal to the requested {total}."),
+            format!(
+                "Topic currently has {current} partitions, which is higher than or equal to the requested {total}."
+            ),
         ));
     }
     let added = (total - current) as usize;
@@ -284,7 +296,10 @@ pub async fn add_partitions(
             if a.len() != added {
                 return Err(err(
                     ResponseError::InvalidReplicaAssignment,
-                    format!("Increasing the number of partitions by {added} but {} assignments provided.", a.len()),
+                    format!(
+                        "Increasing the number of partitions by {added} but {} assignments provided.",
+                        a.len()
+                    ),
                 ));
             }
             let live = live_brokers(broker);

@@ -10,7 +10,8 @@ def admin(broker):
 
 
 def create_topic(broker, name, partitions=1, config=None):
-    fs = admin(broker).create_topics(
+    a = admin(broker)  # keep the client alive until the future completes
+    fs = a.create_topics(
         [NewTopic(name, num_partitions=partitions, replication_factor=1, config=config or {})]
     )
     fs[name].result(timeout=30)
@@ -64,8 +65,9 @@ def consume(broker, topic, count, partitions=None, offset="earliest", timeout=60
         "bootstrap.servers": broker.bootstrap,
         "group.id": "unused",
         "enable.auto.commit": False,
-        "auto.offset.reset": offset,
     }
+    if isinstance(offset, str):
+        c["auto.offset.reset"] = offset
     c.update(conf)
     consumer = Consumer(c)
     try:

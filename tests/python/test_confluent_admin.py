@@ -2,7 +2,7 @@
 import time
 
 import pytest
-from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import (
     AlterConfigOpType, ConfigEntry, ConfigResource, NewPartitions, NewTopic,
 )
@@ -39,7 +39,7 @@ def test_create_describe_alter_add_partitions_delete_records_delete(broker, topi
     produce_all(producer(broker), topic_name, [(None, b"%d" % i) for i in range(10)], partition=0)
     fut = a.delete_records([TopicPartition(topic_name, 0, 6)])
     [(tp, f)] = list(fut.items())
-    assert f.result(30).offset == 6
+    assert f.result(30).low_watermark == 6
     got = consume(broker, topic_name, 4, partitions=[0])
     assert [m.value() for m in got] == [b"6", b"7", b"8", b"9"]
 
@@ -54,7 +54,7 @@ def test_invalid_requests_get_kafka_errors(broker, topic_name):
     a = admin(broker)
     with pytest.raises(KafkaException) as e:
         a.create_topics([NewTopic("bad/name", 1, 1)])["bad/name"].result(30)
-    assert "INVALID_TOPIC_EXCEPTION" in str(e.value) or "Invalid" in str(e.value)
+    assert e.value.args[0].code() == KafkaError.TOPIC_EXCEPTION
     with pytest.raises(KafkaException) as e:
         a.create_topics([NewTopic(topic_name, 1, 1, config={"cleanup.policy": "bogus"})])[topic_name].result(30)
     assert "INVALID_CONFIG" in str(e.value) or "config" in str(e.value).lower()

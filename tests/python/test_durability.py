@@ -28,7 +28,7 @@ def test_acked_writes_survive_kill9(broker, topic_name):
 
 
 def test_uploaded_data_survives_losing_the_wal(make_broker, topic_name):
-    b = make_broker("--set", "storage.upload_interval=100ms")
+    b = make_broker("--set", "storage.upload.interval=100ms")
     create_topic(b, topic_name)
     msgs = [(None, b"m%d" % i) for i in range(1000)]
     produce_all(producer(b), topic_name, msgs)

@@ -64,12 +64,19 @@ impl AdminClient {
         let req = ApiVersionsRequest::default()
             .with_client_software_name(StrBytes::from_static_str("skiff-admin"))
             .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
-        let resp = c.call_at(ApiKey::ApiVersions, 3, RequestKind::ApiVersions(req)).await?;
+        let resp = c
+            .call_at(ApiKey::ApiVersions, 3, RequestKind::ApiVersions(req))
+            .await?;
         let ResponseKind::ApiVersions(v) = resp else {
-            return Err(ClientError::Protocol("unexpected ApiVersions answer".into()));
+            return Err(ClientError::Protocol(
+                "unexpected ApiVersions answer".into(),
+            ));
         };
         if v.error_code != 0 {
-            return Err(ClientError::Protocol(format!("ApiVersions error {}", v.error_code)));
+            return Err(ClientError::Protocol(format!(
+                "ApiVersions error {}",
+                v.error_code
+            )));
         }
         for k in v.api_keys {
             c.versions.insert(k.api_key, (k.min_version, k.max_version));
@@ -78,7 +85,11 @@ impl AdminClient {
     }
 
     /// Send a request at the highest version both sides speak.
-    pub async fn call(&mut self, api: ApiKey, body: RequestKind) -> Result<ResponseKind, ClientError> {
+    pub async fn call(
+        &mut self,
+        api: ApiKey,
+        body: RequestKind,
+    ) -> Result<ResponseKind, ClientError> {
         let ours = protocol_range(api);
         let (min, max) = *self
             .versions
@@ -91,7 +102,12 @@ impl AdminClient {
         self.call_at(api, version, body).await
     }
 
-    async fn call_at(&mut self, api: ApiKey, version: i16, body: RequestKind) -> Result<ResponseKind, ClientError> {
+    async fn call_at(
+        &mut self,
+        api: ApiKey,
+        version: i16,
+        body: RequestKind,
+    ) -> Result<ResponseKind, ClientError> {
         self.correlation_id += 1;
         let header = RequestHeader::default()
             .with_request_api_key(api as i16)
@@ -99,7 +115,8 @@ impl AdminClient {
             .with_correlation_id(self.correlation_id)
             .with_client_id(Some(StrBytes::from_static_str("skiff-admin")));
         let mut out = BytesMut::new();
-        encode_request(&header, &body, &mut out).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        encode_request(&header, &body, &mut out)
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
         tokio::time::timeout(self.timeout, self.stream.write_all(&out))
             .await
             .map_err(|_| ClientError::Timeout)??;
@@ -121,7 +138,8 @@ impl AdminClient {
                 )));
             }
         };
-        let (h, resp) = decode_response(frame, api, version).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let (h, resp) = decode_response(frame, api, version)
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
         if h.correlation_id != self.correlation_id {
             return Err(ClientError::Protocol(format!(
                 "correlation id {} does not match {}",

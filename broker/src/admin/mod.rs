@@ -24,7 +24,13 @@ pub enum Output {
 #[derive(Debug, Args)]
 pub struct AdminArgs {
     /// A broker to talk to (any broker of the cluster).
-    #[arg(long, short = 'b', default_value = "localhost:9092", env = "SKIFF_BOOTSTRAP_SERVER", global = true)]
+    #[arg(
+        long,
+        short = 'b',
+        default_value = "localhost:9092",
+        env = "SKIFF_BOOTSTRAP_SERVER",
+        global = true
+    )]
     pub bootstrap_server: String,
     /// Output format.
     #[arg(long, short = 'o', value_enum, default_value = "human", global = true)]
@@ -66,7 +72,10 @@ impl AdminError {
 
 /// Run an admin command to completion.
 pub fn run(args: AdminArgs) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("skiff admin: cannot start the runtime: {e}");
@@ -128,8 +137,14 @@ mod tests {
     fn table_aligns_columns() {
         let t = super::table(
             &["TOPIC", "PARTITIONS"],
-            &[vec!["a".into(), "1".into()], vec!["vehicle.reports".into(), "12".into()]],
+            &[
+                vec!["a".into(), "1".into()],
+                vec!["vehicle.reports".into(), "12".into()],
+            ],
         );
-        assert_eq!(t, "TOPIC            PARTITIONS\na                1\nvehicle.reports  12");
+        assert_eq!(
+            t,
+            "TOPIC            PARTITIONS\na                1\nvehicle.reports  12"
+        );
     }
 }

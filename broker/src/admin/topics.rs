@@ -105,13 +105,20 @@ pub(super) async fn run(
                 .with_configs(
                     configs
                         .iter()
-                        .map(|(k, v)| CreatableTopicConfig::default().with_name(s(k)).with_value(Some(s(v))))
+                        .map(|(k, v)| {
+                            CreatableTopicConfig::default()
+                                .with_name(s(k))
+                                .with_value(Some(s(v)))
+                        })
                         .collect(),
                 );
             let req = CreateTopicsRequest::default()
                 .with_topics(vec![topic])
                 .with_timeout_ms(timeout_ms);
-            let ResponseKind::CreateTopics(resp) = c.call(ApiKey::CreateTopics, RequestKind::CreateTopics(req)).await? else {
+            let ResponseKind::CreateTopics(resp) = c
+                .call(ApiKey::CreateTopics, RequestKind::CreateTopics(req))
+                .await?
+            else {
                 return Err(AdminError::Kafka("unexpected answer".into()));
             };
             let r = resp
@@ -119,7 +126,11 @@ pub(super) async fn run(
                 .first()
                 .ok_or_else(|| AdminError::Kafka("empty answer".into()))?;
             if r.error_code != 0 {
-                return Err(kafka_error(&format!("creating {name}"), r.error_code, r.error_message.as_ref()));
+                return Err(kafka_error(
+                    &format!("creating {name}"),
+                    r.error_code,
+                    r.error_message.as_ref(),
+                ));
             }
             Ok(match output {
                 Output::Json => json!({"topic": name, "topic_id": r.topic_id.to_string(),
@@ -134,8 +145,14 @@ pub(super) async fn run(
         TopicsCommand::List => {
             let topics = describe(&mut c, None).await?;
             Ok(match output {
-                Output::Json => json!(topics.iter().map(|t| &t.name).collect::<Vec<_>>()).to_string(),
-                Output::Human => topics.iter().map(|t| t.name.clone()).collect::<Vec<_>>().join("\n"),
+                Output::Json => {
+                    json!(topics.iter().map(|t| &t.name).collect::<Vec<_>>()).to_string()
+                }
+                Output::Human => topics
+                    .iter()
+                    .map(|t| t.name.clone())
+                    .collect::<Vec<_>>()
+                    .join("\n"),
             })
         }
         TopicsCommand::Describe { names } => {
@@ -145,22 +162,39 @@ pub(super) async fn run(
                 t.configs = topic_configs(&mut c, &t.name).await?;
             }
             Ok(match output {
-                Output::Json => serde_json::to_string(&topics.iter().map(TopicView::json).collect::<Vec<_>>())
-                    .unwrap_or_default(),
-                Output::Human => topics.iter().map(TopicView::human).collect::<Vec<_>>().join("\n\n"),
+                Output::Json => {
+                    serde_json::to_string(&topics.iter().map(TopicView::json).collect::<Vec<_>>())
+                        .unwrap_or_default()
+                }
+                Output::Human => topics
+                    .iter()
+                    .map(TopicView::human)
+                    .collect::<Vec<_>>()
+                    .join("\n\n"),
             })
         }
         TopicsCommand::AlterConfig { name, set, delete } => {
             if set.is_empty() && delete.is_empty() {
-                return Err(AdminError::Usage("nothing to change: give --set KEY=VALUE or --delete KEY".into()));
+                return Err(AdminError::Usage(
+                    "nothing to change: give --set KEY=VALUE or --delete KEY".into(),
+                ));
             }
             let mut ops = Vec::new();
             for kv in &set {
                 let (k, v) = key_value(kv)?;
-                ops.push(AlterableConfig::default().with_name(s(&k)).with_config_operation(0).with_value(Some(s(&v))));
+                ops.push(
+                    AlterableConfig::default()
+                        .with_name(s(&k))
+                        .with_config_operation(0)
+                        .with_value(Some(s(&v))),
+                );
             }
             for k in &delete {
-                ops.push(AlterableConfig::default().with_name(s(k)).with_config_operation(1));
+                ops.push(
+                    AlterableConfig::default()
+                        .with_name(s(k))
+                        .with_config_operation(1),
+                );
             }
             let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
                 AlterConfigsResource::default()
@@ -169,14 +203,21 @@ pub(super) async fn run(
                     .with_configs(ops),
             ]);
             let ResponseKind::IncrementalAlterConfigs(resp) = c
-                .call(ApiKey::IncrementalAlterConfigs, RequestKind::IncrementalAlterConfigs(req))
+                .call(
+                    ApiKey::IncrementalAlterConfigs,
+                    RequestKind::IncrementalAlterConfigs(req),
+                )
                 .await?
             else {
                 return Err(AdminError::Kafka("unexpected answer".into()));
             };
             for r in &resp.responses {
                 if r.error_code != 0 {
-                    return Err(kafka_error(&format!("altering {name}"), r.error_code, r.error_message.as_ref()));
+                    return Err(kafka_error(
+                        &format!("altering {name}"),
+                        r.error_code,
+                        r.error_message.as_ref(),
+                    ));
                 }
             }
             Ok(match output {
@@ -186,16 +227,25 @@ pub(super) async fn run(
         }
         TopicsCommand::AddPartitions { name, total } => {
             let req = CreatePartitionsRequest::default()
-                .with_topics(vec![CreatePartitionsTopic::default().with_name(TopicName(s(&name))).with_count(total)])
+                .with_topics(vec![
+                    CreatePartitionsTopic::default()
+                        .with_name(TopicName(s(&name)))
+                        .with_count(total),
+                ])
                 .with_timeout_ms(timeout_ms);
-            let ResponseKind::CreatePartitions(resp) =
-                c.call(ApiKey::CreatePartitions, RequestKind::CreatePartitions(req)).await?
+            let ResponseKind::CreatePartitions(resp) = c
+                .call(ApiKey::CreatePartitions, RequestKind::CreatePartitions(req))
+                .await?
             else {
                 return Err(AdminError::Kafka("unexpected answer".into()));
             };
             for r in &resp.results {
                 if r.error_code != 0 {
-                    return Err(kafka_error(&format!("adding partitions to {name}"), r.error_code, r.error_message.as_ref()));
+                    return Err(kafka_error(
+                        &format!("adding partitions to {name}"),
+                        r.error_code,
+                        r.error_message.as_ref(),
+                    ));
                 }
             }
             Ok(match output {
@@ -216,7 +266,10 @@ pub(super) async fn run(
                         .collect(),
                 )
                 .with_timeout_ms(timeout_ms);
-            let ResponseKind::DeleteTopics(resp) = c.call(ApiKey::DeleteTopics, RequestKind::DeleteTopics(req)).await? else {
+            let ResponseKind::DeleteTopics(resp) = c
+                .call(ApiKey::DeleteTopics, RequestKind::DeleteTopics(req))
+                .await?
+            else {
                 return Err(AdminError::Kafka("unexpected answer".into()));
             };
             let mut failed = Vec::new();
@@ -227,7 +280,10 @@ pub(super) async fn run(
                 }
             }
             if !failed.is_empty() {
-                return Err(AdminError::Kafka(format!("could not delete {}", failed.join(", "))));
+                return Err(AdminError::Kafka(format!(
+                    "could not delete {}",
+                    failed.join(", ")
+                )));
             }
             Ok(match output {
                 Output::Json => json!({"deleted": names}).to_string(),
@@ -294,7 +350,10 @@ impl TopicView {
     }
 }
 
-async fn describe(c: &mut AdminClient, names: Option<Vec<String>>) -> Result<Vec<TopicView>, AdminError> {
+async fn describe(
+    c: &mut AdminClient,
+    names: Option<Vec<String>>,
+) -> Result<Vec<TopicView>, AdminError> {
     let req = MetadataRequest::default()
         .with_topics(names.map(|n| {
             n.iter()
@@ -302,7 +361,8 @@ async fn describe(c: &mut AdminClient, names: Option<Vec<String>>) -> Result<Vec
                 .collect()
         }))
         .with_allow_auto_topic_creation(false);
-    let ResponseKind::Metadata(md) = c.call(ApiKey::Metadata, RequestKind::Metadata(req)).await? else {
+    let ResponseKind::Metadata(md) = c.call(ApiKey::Metadata, RequestKind::Metadata(req)).await?
+    else {
         return Err(AdminError::Kafka("unexpected answer".into()));
     };
     let mut out: Vec<TopicView> = md
@@ -335,24 +395,37 @@ async fn describe(c: &mut AdminClient, names: Option<Vec<String>>) -> Result<Vec
 }
 
 /// A topic's overrides (configs not at their default).
-async fn topic_configs(c: &mut AdminClient, name: &str) -> Result<Vec<(String, String)>, AdminError> {
+async fn topic_configs(
+    c: &mut AdminClient,
+    name: &str,
+) -> Result<Vec<(String, String)>, AdminError> {
     let req = DescribeConfigsRequest::default().with_resources(vec![
         DescribeConfigsResource::default()
             .with_resource_type(2)
             .with_resource_name(s(name)),
     ]);
-    let ResponseKind::DescribeConfigs(resp) = c.call(ApiKey::DescribeConfigs, RequestKind::DescribeConfigs(req)).await? else {
+    let ResponseKind::DescribeConfigs(resp) = c
+        .call(ApiKey::DescribeConfigs, RequestKind::DescribeConfigs(req))
+        .await?
+    else {
         return Err(AdminError::Kafka("unexpected answer".into()));
     };
     let mut out = Vec::new();
     for r in resp.results {
         if r.error_code != 0 {
-            return Err(kafka_error(&format!("describing configs of {name}"), r.error_code, r.error_message.as_ref()));
+            return Err(kafka_error(
+                &format!("describing configs of {name}"),
+                r.error_code,
+                r.error_message.as_ref(),
+            ));
         }
         for e in r.configs {
             // 1 = set on the topic (DYNAMIC_TOPIC_CONFIG)
             if e.config_source == 1 {
-                out.push((e.name.to_string(), e.value.map(|v| v.to_string()).unwrap_or_default()));
+                out.push((
+                    e.name.to_string(),
+                    e.value.map(|v| v.to_string()).unwrap_or_default(),
+                ));
             }
         }
     }

@@ -10,7 +10,9 @@ use skiff_wire::kafka_protocol::messages::{
     AlterConfigsRequest, AlterConfigsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
     IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, ResponseKind,
     alter_configs_response::AlterConfigsResourceResponse,
-    describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym},
+    describe_configs_response::{
+        DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
+    },
     incremental_alter_configs_response::AlterConfigsResourceResponse as IncrementalResult,
 };
 use skiff_wire::kafka_protocol::protocol::StrBytes;
@@ -39,7 +41,11 @@ struct Entry {
     read_only: bool,
 }
 
-pub(super) fn describe(broker: Arc<Broker>, ctx: RequestContext, req: DescribeConfigsRequest) -> Admit {
+pub(super) fn describe(
+    broker: Arc<Broker>,
+    ctx: RequestContext,
+    req: DescribeConfigsRequest,
+) -> Admit {
     respond_after(async move {
         let results = req
             .resources
@@ -56,7 +62,10 @@ pub(super) fn describe(broker: Arc<Broker>, ctx: RequestContext, req: DescribeCo
                     }
                     RESOURCE_BROKER => Err(KafkaError::new(
                         ResponseError::InvalidRequest,
-                        format!("Unexpected broker id, expected {} but received {name}", broker.id()),
+                        format!(
+                            "Unexpected broker id, expected {} but received {name}",
+                            broker.id()
+                        ),
                     )),
                     t => Err(KafkaError::new(
                         ResponseError::InvalidRequest,
@@ -71,7 +80,14 @@ pub(super) fn describe(broker: Arc<Broker>, ctx: RequestContext, req: DescribeCo
                         entries
                             .into_iter()
                             .filter(|e| keys.as_ref().is_none_or(|k| k.contains(&e.name)))
-                            .map(|e| entry_result(e, req.include_synonyms, req.include_documentation, ctx.api_version))
+                            .map(|e| {
+                                entry_result(
+                                    e,
+                                    req.include_synonyms,
+                                    req.include_documentation,
+                                    ctx.api_version,
+                                )
+                            })
                             .collect(),
                     ),
                     Err(e) => result
@@ -84,7 +100,12 @@ pub(super) fn describe(broker: Arc<Broker>, ctx: RequestContext, req: DescribeCo
     })
 }
 
-fn entry_result(e: Entry, synonyms: bool, docs: bool, version: i16) -> DescribeConfigsResourceResult {
+fn entry_result(
+    e: Entry,
+    synonyms: bool,
+    docs: bool,
+    version: i16,
+) -> DescribeConfigsResourceResult {
     let value = e.value.map(StrBytes::from_string);
     let mut r = DescribeConfigsResourceResult::default()
         .with_name(StrBytes::from_string(e.name.clone()))
@@ -123,7 +144,10 @@ fn topic_entries(broker: &Broker, topic: &str) -> Result<Vec<Entry>, KafkaError>
         .map(|d| {
             let (value, source) = match overrides.get(d.name) {
                 Some(v) => (Some(v.clone()), SOURCE_TOPIC),
-                None => (topic_config::default_value(d.name, &broker.config), SOURCE_DEFAULT),
+                None => (
+                    topic_config::default_value(d.name, &broker.config),
+                    SOURCE_DEFAULT,
+                ),
             };
             Entry {
                 name: d.name.to_string(),
@@ -142,27 +166,98 @@ fn broker_entries(c: &BrokerConfig, id: i32) -> Vec<Entry> {
     let (host, port) = c.advertised().unwrap_or_default();
     let d = BrokerConfig::default();
     let mut out = Vec::new();
-    let mut add = |name: &str, value: String, default: String, kind: ConfigType, doc: &'static str| {
-        out.push(Entry {
-            name: name.to_string(),
-            source: if value == default { SOURCE_DEFAULT } else { SOURCE_STATIC_BROKER },
-            value: Some(value),
-            kind,
-            doc,
-            read_only: true,
-        })
-    };
-    add("node.id", id.to_string(), d.node_id.to_string(), ConfigType::Int, "This broker's id.");
-    add("broker.id", id.to_string(), d.node_id.to_string(), ConfigType::Int, "This broker's id.");
-    add("listeners", format!("PLAINTEXT://{}", c.listen), format!("PLAINTEXT://{}", d.listen), ConfigType::List, "Kafka listener.");
-    add("advertised.listeners", format!("PLAINTEXT://{host}:{port}"), String::new(), ConfigType::List, "Listener advertised to clients.");
-    add("auto.create.topics.enable", c.auto_create_topics_enable.to_string(), d.auto_create_topics_enable.to_string(), ConfigType::Boolean, "Create unknown topics on metadata requests and produce.");
-    add("num.partitions", c.num_partitions.to_string(), d.num_partitions.to_string(), ConfigType::Int, "Default partition count.");
-    add("default.replication.factor", "1".into(), "1".into(), ConfigType::Int, "Replication factor reported for new topics; durability comes from the object store.");
-    add("socket.request.max.bytes", c.socket_request_max_bytes.to_string(), d.socket_request_max_bytes.to_string(), ConfigType::Int, "Largest request accepted.");
-    add("message.max.bytes", c.message_max_bytes.to_string(), d.message_max_bytes.to_string(), ConfigType::Int, "Default largest record batch.");
-    add("log.retention.ms", c.log_retention_ms.to_string(), d.log_retention_ms.to_string(), ConfigType::Long, "Default retention time.");
-    add("log.retention.bytes", c.log_retention_bytes.to_string(), d.log_retention_bytes.to_string(), ConfigType::Long, "Default retention size per partition.");
+    let mut add =
+        |name: &str, value: String, default: String, kind: ConfigType, doc: &'static str| {
+            out.push(Entry {
+                name: name.to_string(),
+                source: if value == default {
+                    SOURCE_DEFAULT
+                } else {
+                    SOURCE_STATIC_BROKER
+                },
+                value: Some(value),
+                kind,
+                doc,
+                read_only: true,
+            })
+        };
+    add(
+        "node.id",
+        id.to_string(),
+        d.node_id.to_string(),
+        ConfigType::Int,
+        "This broker's id.",
+    );
+    add(
+        "broker.id",
+        id.to_string(),
+        d.node_id.to_string(),
+        ConfigType::Int,
+        "This broker's id.",
+    );
+    add(
+        "listeners",
+        format!("PLAINTEXT://{}", c.listen),
+        format!("PLAINTEXT://{}", d.listen),
+        ConfigType::List,
+        "Kafka listener.",
+    );
+    add(
+        "advertised.listeners",
+        format!("PLAINTEXT://{host}:{port}"),
+        String::new(),
+        ConfigType::List,
+        "Listener advertised to clients.",
+    );
+    add(
+        "auto.create.topics.enable",
+        c.auto_create_topics_enable.to_string(),
+        d.auto_create_topics_enable.to_string(),
+        ConfigType::Boolean,
+        "Create unknown topics on metadata requests and produce.",
+    );
+    add(
+        "num.partitions",
+        c.num_partitions.to_string(),
+        d.num_partitions.to_string(),
+        ConfigType::Int,
+        "Default partition count.",
+    );
+    add(
+        "default.replication.factor",
+        "1".into(),
+        "1".into(),
+        ConfigType::Int,
+        "Replication factor reported for new topics; durability comes from the object store.",
+    );
+    add(
+        "socket.request.max.bytes",
+        c.socket_request_max_bytes.to_string(),
+        d.socket_request_max_bytes.to_string(),
+        ConfigType::Int,
+        "Largest request accepted.",
+    );
+    add(
+        "message.max.bytes",
+        c.message_max_bytes.to_string(),
+        d.message_max_bytes.to_string(),
+        ConfigType::Int,
+        "Default largest record batch.",
+    );
+    add(
+        "log.retention.ms",
+        c.log_retention_ms.to_string(),
+        d.log_retention_ms.to_string(),
+        ConfigType::Long,
+        "Default retention time.",
+    );
+    add(
+        "log.retention.bytes",
+        c.log_retention_bytes.to_string(),
+        d.log_retention_bytes.to_string(),
+        ConfigType::Long,
+        "Default retention size per partition.",
+    );
     add(
         "log.retention.check.interval.ms",
         c.log_retention_check_interval.as_millis().to_string(),
@@ -178,7 +273,9 @@ fn resource_error(resource_type: i8, name: &str) -> Option<KafkaError> {
         RESOURCE_TOPIC => None,
         RESOURCE_BROKER => Some(KafkaError::new(
             ResponseError::InvalidRequest,
-            format!("Broker {name}: broker settings are static (config file, SKIFF_* environment, flags) and cannot be altered at runtime"),
+            format!(
+                "Broker {name}: broker settings are static (config file, SKIFF_* environment, flags) and cannot be altered at runtime"
+            ),
         )),
         t => Some(KafkaError::new(
             ResponseError::InvalidRequest,
@@ -204,9 +301,16 @@ pub(super) fn alter(broker: Arc<Broker>, _ctx: RequestContext, req: AlterConfigs
                     }
                     let current: Vec<String> = broker
                         .cluster
-                        .read(|s| s.topics.get(&name).map(|t| t.configs.keys().cloned().collect()))
+                        .read(|s| {
+                            s.topics
+                                .get(&name)
+                                .map(|t| t.configs.keys().cloned().collect())
+                        })
                         .unwrap_or_default();
-                    let delete = current.into_iter().filter(|k| !set.contains_key(k)).collect();
+                    let delete = current
+                        .into_iter()
+                        .filter(|k| !set.contains_key(k))
+                        .collect();
                     topics::alter_configs(&broker, &name, set, delete, req.validate_only).await
                 }
             };
@@ -246,7 +350,7 @@ pub(super) fn incremental_alter(
                         .cluster
                         .read(|s| s.topics.get(&name).map(|t| t.configs.clone()))
                         .unwrap_or_default();
-                    plan_incremental(&broker, &current, &r.configs).map(|(set, delete)| (set, delete))
+                    plan_incremental(&broker, &current, &r.configs)
                 }
             };
             let outcome = match outcome {
@@ -265,7 +369,9 @@ pub(super) fn incremental_alter(
             }
             responses.push(resp);
         }
-        ResponseKind::IncrementalAlterConfigs(IncrementalAlterConfigsResponse::default().with_responses(responses))
+        ResponseKind::IncrementalAlterConfigs(
+            IncrementalAlterConfigsResponse::default().with_responses(responses),
+        )
     })
 }
 
@@ -284,18 +390,24 @@ fn plan_incremental(
         match op.config_operation {
             OP_SET => {
                 let v = value.ok_or_else(|| {
-                    KafkaError::new(ResponseError::InvalidRequest, format!("Null value for SET of {key}"))
+                    KafkaError::new(
+                        ResponseError::InvalidRequest,
+                        format!("Null value for SET of {key}"),
+                    )
                 })?;
                 set.insert(key, v);
             }
             OP_DELETE => delete.push(key),
             OP_APPEND | OP_SUBTRACT => {
-                let def = topic_config::definition(&key)
-                    .ok_or_else(|| KafkaError::from(topic_config::TopicConfigError::Unknown(key.clone())))?;
+                let def = topic_config::definition(&key).ok_or_else(|| {
+                    KafkaError::from(topic_config::TopicConfigError::Unknown(key.clone()))
+                })?;
                 if def.kind != ConfigType::List {
                     return Err(KafkaError::new(
                         ResponseError::InvalidConfig,
-                        format!("Config value append/subtract is not allowed for config {key}, it is not a list"),
+                        format!(
+                            "Config value append/subtract is not allowed for config {key}, it is not a list"
+                        ),
                     ));
                 }
                 let base = current

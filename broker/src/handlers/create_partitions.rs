@@ -12,7 +12,11 @@ use crate::broker::Broker;
 use crate::router::{Admit, RequestContext, respond_after};
 use crate::topics;
 
-pub(super) fn handle(broker: Arc<Broker>, _ctx: RequestContext, req: CreatePartitionsRequest) -> Admit {
+pub(super) fn handle(
+    broker: Arc<Broker>,
+    _ctx: RequestContext,
+    req: CreatePartitionsRequest,
+) -> Admit {
     respond_after(async move {
         let mut results = Vec::with_capacity(req.topics.len());
         for t in req.topics {
@@ -24,7 +28,15 @@ pub(super) fn handle(broker: Arc<Broker>, _ctx: RequestContext, req: CreateParti
             });
             let r = CreatePartitionsTopicResult::default().with_name(t.name);
             results.push(
-                match topics::add_partitions(&broker, &name, t.count, assignments, req.validate_only).await {
+                match topics::add_partitions(
+                    &broker,
+                    &name,
+                    t.count,
+                    assignments,
+                    req.validate_only,
+                )
+                .await
+                {
                     Ok(()) => r,
                     Err(e) => r
                         .with_error_code(e.code())

@@ -26,7 +26,9 @@ pub(super) fn handle(broker: Arc<Broker>, _ctx: RequestContext, req: CreateTopic
                     result,
                     crate::errors::KafkaError::new(
                         skiff_wire::kafka_protocol::error::ResponseError::InvalidRequest,
-                        format!("Create topics request from client contains a duplicate topic {name}"),
+                        format!(
+                            "Create topics request from client contains a duplicate topic {name}"
+                        ),
                     ),
                 ));
                 continue;
@@ -48,7 +50,12 @@ pub(super) fn handle(broker: Arc<Broker>, _ctx: RequestContext, req: CreateTopic
                 assignments: t
                     .assignments
                     .iter()
-                    .map(|a| (a.partition_index, a.broker_ids.iter().map(|b| b.0).collect()))
+                    .map(|a| {
+                        (
+                            a.partition_index,
+                            a.broker_ids.iter().map(|b| b.0).collect(),
+                        )
+                    })
                     .collect(),
                 configs: configs.clone(),
             };
@@ -57,7 +64,9 @@ pub(super) fn handle(broker: Arc<Broker>, _ctx: RequestContext, req: CreateTopic
                     skiff_wire::kafka_protocol::error::ResponseError::InvalidConfig,
                     format!("Null value not supported for topic configs: {k}"),
                 )),
-                None if req.validate_only => topics::validate_spec(&broker, &spec).map(|(p, rf)| (None, p, rf)),
+                None if req.validate_only => {
+                    topics::validate_spec(&broker, &spec).map(|(p, rf)| (None, p, rf))
+                }
                 None => topics::create_topic(&broker, spec)
                     .await
                     .map(|c| (Some(c.topic_id), c.partitions, c.replication_factor)),

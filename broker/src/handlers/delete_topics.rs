@@ -40,7 +40,9 @@ pub(super) fn handle(broker: Arc<Broker>, _ctx: RequestContext, req: DeleteTopic
                 results.push(
                     result
                         .with_error_code(ResponseError::UnknownTopicId.code())
-                        .with_error_message(Some(StrBytes::from_static_str("Topic id does not exist"))),
+                        .with_error_message(Some(StrBytes::from_static_str(
+                            "Topic id does not exist",
+                        ))),
                 );
                 continue;
             };

@@ -12,7 +12,11 @@ use skiff_wire::kafka_protocol::protocol::StrBytes;
 use crate::broker::Broker;
 use crate::router::{Admit, RequestContext, ready};
 
-pub(super) fn handle(broker: Arc<Broker>, _ctx: RequestContext, _req: DescribeClusterRequest) -> Admit {
+pub(super) fn handle(
+    broker: Arc<Broker>,
+    _ctx: RequestContext,
+    _req: DescribeClusterRequest,
+) -> Admit {
     let resp = broker.cluster.read(|s| {
         let brokers = s
             .brokers

@@ -49,7 +49,11 @@ async fn fetch(broker: &Broker, ctx: &RequestContext, req: FetchRequest) -> Fetc
     let max_wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     let deadline = tokio::time::Instant::now() + max_wait;
     let min_bytes = req.min_bytes.max(0) as usize;
-    let max_bytes = if req.max_bytes <= 0 { i32::MAX as usize } else { req.max_bytes as usize };
+    let max_bytes = if req.max_bytes <= 0 {
+        i32::MAX as usize
+    } else {
+        req.max_bytes as usize
+    };
     let read_committed = req.isolation_level == READ_COMMITTED;
     // Resolve names (v13+ addresses topics by id).
     let targets: Vec<Target> = req
@@ -90,27 +94,30 @@ async fn fetch(broker: &Broker, ctx: &RequestContext, req: FetchRequest) -> Fetc
                     .with_aborted_transactions(read_committed.then(Vec::new));
                 let unknown_id = ctx.api_version >= 13 && name.is_empty();
                 let partition = if unknown_id {
-                    Err(KafkaError::new(ResponseError::UnknownTopicId, "unknown topic id"))
+                    Err(KafkaError::new(
+                        ResponseError::UnknownTopicId,
+                        "unknown topic id",
+                    ))
                 } else {
                     broker.partitions.get(&name, fp.partition).await
                 };
-                let partition = match partition.and_then(|p| check_epoch(p, fp.current_leader_epoch)) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        any_error = true;
-                        parts.push(data.with_error_code(e.code()));
-                        continue;
-                    }
-                };
+                let partition =
+                    match partition.and_then(|p| check_epoch(p, fp.current_leader_epoch)) {
+                        Ok(p) => p,
+                        Err(e) => {
+                            any_error = true;
+                            parts.push(data.with_error_code(e.code()));
+                            continue;
+                        }
+                    };
                 watchers.push(partition.stream.subscribe());
                 let remaining = max_bytes.saturating_sub(total);
                 let limit = (fp.partition_max_bytes.max(0) as usize).min(remaining);
-                let data = data
-                    .with_current_leader(
-                        LeaderIdAndEpoch::default()
-                            .with_leader_id(BrokerId(broker.id()))
-                            .with_leader_epoch(partition.leader_epoch()),
-                    );
+                let data = data.with_current_leader(
+                    LeaderIdAndEpoch::default()
+                        .with_leader_id(BrokerId(broker.id()))
+                        .with_leader_epoch(partition.leader_epoch()),
+                );
                 match read_partition(&partition, fp.fetch_offset, limit, total == 0).await {
                     Ok(records) => {
                         total += records.len();
@@ -118,7 +125,9 @@ async fn fetch(broker: &Broker, ctx: &RequestContext, req: FetchRequest) -> Fetc
                             broker
                                 .metrics
                                 .bytes_out
-                                .get_or_create(&TopicLabels { topic: name.clone() })
+                                .get_or_create(&TopicLabels {
+                                    topic: name.clone(),
+                                })
                                 .inc_by(records.len() as u64);
                         }
                         let hw = partition.high_watermark();
@@ -168,9 +177,15 @@ fn check_epoch(p: Arc<Partition>, client_epoch: i32) -> Result<Arc<Partition>, K
     }
     let ours = p.leader_epoch();
     if client_epoch < ours {
-        Err(KafkaError::new(ResponseError::FencedLeaderEpoch, "stale leader epoch"))
+        Err(KafkaError::new(
+            ResponseError::FencedLeaderEpoch,
+            "stale leader epoch",
+        ))
     } else if client_epoch > ours {
-        Err(KafkaError::new(ResponseError::UnknownLeaderEpoch, "leader epoch not yet known"))
+        Err(KafkaError::new(
+            ResponseError::UnknownLeaderEpoch,
+            "leader epoch not yet known",
+        ))
     } else {
         Ok(p)
     }
@@ -203,10 +218,8 @@ async fn read_partition(
         .await
         .map_err(|e| read_error(&e))?;
     for b in batches {
-        if !out.is_empty() || !first {
-            if out.len() + b.payload.len() > limit {
-                break;
-            }
+        if (!out.is_empty() || !first) && out.len() + b.payload.len() > limit {
+            break;
         }
         out.extend_from_slice(&b.payload);
     }

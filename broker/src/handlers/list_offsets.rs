@@ -26,26 +26,38 @@ pub(super) fn handle(broker: Arc<Broker>, _ctx: RequestContext, req: ListOffsets
             let name = t.name.0.to_string();
             let mut parts = Vec::with_capacity(t.partitions.len());
             for p in t.partitions {
-                let r = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
-                parts.push(match lookup(&broker, &name, p.partition_index, p.timestamp).await {
-                    Ok((offset, timestamp, epoch)) => r
-                        .with_offset(offset)
-                        .with_timestamp(timestamp)
-                        .with_leader_epoch(epoch),
-                    Err(e) => r
-                        .with_error_code(e.code())
-                        .with_offset(-1)
-                        .with_timestamp(-1)
-                        .with_leader_epoch(-1),
-                });
+                let r =
+                    ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
+                parts.push(
+                    match lookup(&broker, &name, p.partition_index, p.timestamp).await {
+                        Ok((offset, timestamp, epoch)) => r
+                            .with_offset(offset)
+                            .with_timestamp(timestamp)
+                            .with_leader_epoch(epoch),
+                        Err(e) => r
+                            .with_error_code(e.code())
+                            .with_offset(-1)
+                            .with_timestamp(-1)
+                            .with_leader_epoch(-1),
+                    },
+                );
             }
-            topics.push(ListOffsetsTopicResponse::default().with_name(t.name).with_partitions(parts));
+            topics.push(
+                ListOffsetsTopicResponse::default()
+                    .with_name(t.name)
+                    .with_partitions(parts),
+            );
         }
         ResponseKind::ListOffsets(ListOffsetsResponse::default().with_topics(topics))
     })
 }
 
-async fn lookup(broker: &Broker, topic: &str, partition: i32, ts: i64) -> Result<(i64, i64, i32), KafkaError> {
+async fn lookup(
+    broker: &Broker,
+    topic: &str,
+    partition: i32,
+    ts: i64,
+) -> Result<(i64, i64, i32), KafkaError> {
     let p = broker.partitions.get(topic, partition).await?;
     let epoch = p.leader_epoch();
     Ok(match ts {

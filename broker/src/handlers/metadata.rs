@@ -100,7 +100,11 @@ async fn named_topic(broker: &Broker, name: &str, allow_auto: bool) -> MetadataR
         return t;
     }
     if validate_topic_name(name).is_err() {
-        return error_topic(Some(name), Uuid::nil(), ResponseError::InvalidTopicException);
+        return error_topic(
+            Some(name),
+            Uuid::nil(),
+            ResponseError::InvalidTopicException,
+        );
     }
     if allow_auto {
         match topics::auto_create(broker, name).await {
@@ -117,7 +121,11 @@ async fn named_topic(broker: &Broker, name: &str, allow_auto: bool) -> MetadataR
             Err(e) => return error_topic(Some(name), Uuid::nil(), e.code),
         }
     }
-    error_topic(Some(name), Uuid::nil(), ResponseError::UnknownTopicOrPartition)
+    error_topic(
+        Some(name),
+        Uuid::nil(),
+        ResponseError::UnknownTopicOrPartition,
+    )
 }
 
 fn error_topic(name: Option<&str>, id: Uuid, code: ResponseError) -> MetadataResponseTopic {
@@ -149,7 +157,11 @@ pub(crate) fn describe_topic(_s: &ClusterState, t: &TopicInfo) -> MetadataRespon
                 .with_partition_index(i as i32)
                 .with_leader_id(BrokerId(leader.unwrap_or(-1)))
                 .with_leader_epoch(i32::try_from(p.epoch.0).unwrap_or(i32::MAX))
-                .with_isr_nodes(if leader.is_some() { replicas.clone() } else { vec![] })
+                .with_isr_nodes(if leader.is_some() {
+                    replicas.clone()
+                } else {
+                    vec![]
+                })
                 .with_replica_nodes(replicas)
         })
         .collect();

@@ -15,7 +15,11 @@ use skiff_wire::kafka_protocol::messages::{
 use crate::broker::Broker;
 use crate::router::{Admit, RequestContext, respond_after};
 
-pub(super) fn handle(broker: Arc<Broker>, _ctx: RequestContext, req: OffsetForLeaderEpochRequest) -> Admit {
+pub(super) fn handle(
+    broker: Arc<Broker>,
+    _ctx: RequestContext,
+    req: OffsetForLeaderEpochRequest,
+) -> Admit {
     respond_after(async move {
         let mut topics = Vec::with_capacity(req.topics.len());
         for t in req.topics {
@@ -24,7 +28,10 @@ pub(super) fn handle(broker: Arc<Broker>, _ctx: RequestContext, req: OffsetForLe
             for p in t.partitions {
                 let r = EpochEndOffset::default().with_partition(p.partition);
                 parts.push(match broker.partitions.get(&name, p.partition).await {
-                    Err(e) => r.with_error_code(e.code()).with_leader_epoch(-1).with_end_offset(-1),
+                    Err(e) => r
+                        .with_error_code(e.code())
+                        .with_leader_epoch(-1)
+                        .with_end_offset(-1),
                     Ok(part) => {
                         let ours = part.leader_epoch();
                         if p.current_leader_epoch >= 0 && p.current_leader_epoch < ours {
@@ -32,13 +39,20 @@ pub(super) fn handle(broker: Arc<Broker>, _ctx: RequestContext, req: OffsetForLe
                         } else if p.current_leader_epoch > ours || p.leader_epoch > ours {
                             r.with_error_code(ResponseError::UnknownLeaderEpoch.code())
                         } else {
-                            r.with_leader_epoch(ours).with_end_offset(part.high_watermark())
+                            r.with_leader_epoch(ours)
+                                .with_end_offset(part.high_watermark())
                         }
                     }
                 });
             }
-            topics.push(OffsetForLeaderTopicResult::default().with_topic(t.topic).with_partitions(parts));
+            topics.push(
+                OffsetForLeaderTopicResult::default()
+                    .with_topic(t.topic)
+                    .with_partitions(parts),
+            );
         }
-        ResponseKind::OffsetForLeaderEpoch(OffsetForLeaderEpochResponse::default().with_topics(topics))
+        ResponseKind::OffsetForLeaderEpoch(
+            OffsetForLeaderEpochResponse::default().with_topics(topics),
+        )
     })
 }

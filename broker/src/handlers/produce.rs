@@ -26,11 +26,19 @@ use crate::partitions::Partition;
 use crate::router::{Admit, RequestContext};
 use crate::topic_config::TimestampType;
 
+#[allow(
+    clippy::async_yields_async,
+    reason = "admit resolves to the respond step by design"
+)]
 pub(super) fn handle(broker: Arc<Broker>, _ctx: RequestContext, req: ProduceRequest) -> Admit {
     async move {
         let acks = req.acks;
         if !matches!(acks, -1..=1) {
-            let resp = error_response(req, ResponseError::InvalidRequiredAcks, "acks must be -1, 0 or 1");
+            let resp = error_response(
+                req,
+                ResponseError::InvalidRequiredAcks,
+                "acks must be -1, 0 or 1",
+            );
             return futures::future::ready(Some(ResponseKind::Produce(resp))).boxed();
         }
         if req.transactional_id.is_some() {
@@ -47,7 +55,10 @@ pub(super) fn handle(broker: Arc<Broker>, _ctx: RequestContext, req: ProduceRequ
             let name = t.name.0.to_string();
             let mut parts = Vec::with_capacity(t.partition_data.len());
             for p in t.partition_data {
-                parts.push((p.index, admit_partition(&broker, &name, p.index, p.records).await));
+                parts.push((
+                    p.index,
+                    admit_partition(&broker, &name, p.index, p.records).await,
+                ));
             }
             topics_out.push((t.name, t.topic_id, parts));
         }
@@ -58,7 +69,12 @@ pub(super) fn handle(broker: Arc<Broker>, _ctx: RequestContext, req: ProduceRequ
         async move {
             let mut responses = Vec::with_capacity(topics_out.len());
             for (name, topic_id, parts) in topics_out {
-                let parts = join_all(parts.into_iter().map(|(index, outcome)| outcome.finish(index))).await;
+                let parts = join_all(
+                    parts
+                        .into_iter()
+                        .map(|(index, outcome)| outcome.finish(index)),
+                )
+                .await;
                 responses.push(
                     TopicProduceResponse::default()
                         .with_name(name)
@@ -66,7 +82,9 @@ pub(super) fn handle(broker: Arc<Broker>, _ctx: RequestContext, req: ProduceRequ
                         .with_partition_responses(parts),
                 );
             }
-            Some(ResponseKind::Produce(ProduceResponse::default().with_responses(responses)))
+            Some(ResponseKind::Produce(
+                ProduceResponse::default().with_responses(responses),
+            ))
         }
         .boxed()
     }
@@ -108,12 +126,19 @@ impl Admitted {
                     .with_log_start_offset(partition.log_start_offset()),
                 Err(e) => fail(r, append_error(&e), vec![]),
             },
-            Admitted::Failed { error, record_errors } => fail(r, error, record_errors),
+            Admitted::Failed {
+                error,
+                record_errors,
+            } => fail(r, error, record_errors),
         }
     }
 }
 
-fn fail(r: PartitionProduceResponse, e: KafkaError, record_errors: Vec<(i32, String)>) -> PartitionProduceResponse {
+fn fail(
+    r: PartitionProduceResponse,
+    e: KafkaError,
+    record_errors: Vec<(i32, String)>,
+) -> PartitionProduceResponse {
     r.with_error_code(e.code())
         .with_error_message(Some(StrBytes::from_string(e.message)))
         .with_base_offset(-1)
@@ -142,7 +167,12 @@ fn append_error(e: &AppendError) -> KafkaError {
     KafkaError::new(code, e.to_string())
 }
 
-async fn admit_partition(broker: &Broker, topic: &str, index: i32, records: Option<Bytes>) -> Admitted {
+async fn admit_partition(
+    broker: &Broker,
+    topic: &str,
+    index: i32,
+    records: Option<Bytes>,
+) -> Admitted {
     let partition = match lookup(broker, topic, index).await {
         Ok(p) => p,
         Err(e) => return Admitted::failed(e),
@@ -182,7 +212,8 @@ async fn admit_partition(broker: &Broker, topic: &str, index: i32, records: Opti
         TimestampType::CreateTime => {
             let ts_min = summary.min_timestamp.unwrap_or(batch.base_timestamp());
             let ts_max = summary.max_timestamp.unwrap_or(batch.max_timestamp());
-            if !policy.timestamp_in_bounds(ts_min, now) || !policy.timestamp_in_bounds(ts_max, now) {
+            if !policy.timestamp_in_bounds(ts_min, now) || !policy.timestamp_in_bounds(ts_max, now)
+            {
                 return Admitted::Failed {
                     error: KafkaError::new(
                         ResponseError::InvalidTimestamp,
@@ -200,14 +231,20 @@ async fn admit_partition(broker: &Broker, topic: &str, index: i32, records: Opti
     let append_time = policy.timestamp_type == TimestampType::LogAppendTime;
     let pending = partition
         .stream
-        .append_with(records_in_batch, |base| stamp(&batch, base, leader_epoch, append_time.then_some(now)))
+        .append_with(records_in_batch, |base| {
+            stamp(&batch, base, leader_epoch, append_time.then_some(now))
+        })
         .await;
     match pending {
         Ok(pending) => {
             let labels = TopicLabels {
                 topic: topic.to_string(),
             };
-            broker.metrics.bytes_in.get_or_create(&labels).inc_by(bytes_len);
+            broker
+                .metrics
+                .bytes_in
+                .get_or_create(&labels)
+                .inc_by(bytes_len);
             broker
                 .metrics
                 .messages_in
@@ -241,7 +278,8 @@ fn stamp(batch: &BatchView, base: u64, leader_epoch: i32, append_time: Option<i6
 }
 
 fn batch_failure(e: skiff_wire::records::BatchError) -> Admitted {
-    let code = ResponseError::try_from_code(e.error_code()).unwrap_or(ResponseError::CorruptMessage);
+    let code =
+        ResponseError::try_from_code(e.error_code()).unwrap_or(ResponseError::CorruptMessage);
     debug!(error = %e, "rejected produce batch");
     Admitted::Failed {
         record_errors: e
