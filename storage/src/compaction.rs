@@ -298,7 +298,9 @@ impl Compactor {
 
         // Lay out outputs: own objects for big streams (or all, when splitting).
         let mut outputs: Vec<(ObjectKind, ObjectBuilder)> = Vec::new();
-        let mut shared = ObjectBuilder::new(self.config.block_bytes);
+        let input_bytes: u64 = plan.inputs.iter().map(|o| o.size).sum();
+        let mut shared =
+            ObjectBuilder::with_capacity(self.config.block_bytes, input_bytes as usize);
         for (s, mut batches) in streams {
             batches.sort_by_key(|b| b.base_offset);
             let bytes: u64 = batches.iter().map(|b| b.payload.len() as u64).sum();

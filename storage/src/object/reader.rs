@@ -400,9 +400,10 @@ impl ObjectReader {
             }
             // Verify once here; cached blocks are trusted afterwards.
             format::verify_block(&block).map_err(|source| ReadError::Corrupt { object, source })?;
-            // Copy out of the (possibly coalesced) GET buffer so the cache
-            // does not pin neighbouring bytes.
-            let block = Bytes::copy_from_slice(&block);
+            // Not copied: a block may share a coalesced GET buffer with its
+            // neighbours (object_store coalesces ranges less than 1 MiB
+            // apart), which the cache then holds a little longer. A copy
+            // here cost ~10% of cold read throughput.
             self.inner.cache.insert_block(
                 BlockKey {
                     object,
