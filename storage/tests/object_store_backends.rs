@@ -268,6 +268,13 @@ async fn check_all_streams(
     Ok(())
 }
 
+fn upload_like_object() -> Bytes {
+    let mut b = ObjectBuilder::new(4096);
+    b.push(StreamId(77), 0, 1, b"never committed")
+        .expect("one batch");
+    b.finish().0
+}
+
 fn compaction_config() -> CompactionConfig {
     CompactionConfig {
         small_object_bytes: 1 << 20,
@@ -361,6 +368,28 @@ async fn compaction_and_gc(store: Arc<dyn ObjectStore>) -> Result<()> {
     );
     assert_eq!(patient.collect_garbage().await?, 0);
     assert_eq!(count_objects(store.as_ref()).await?, 3);
+
+    // Orphans: an object PUT but never committed goes once old enough;
+    // committed and marked objects stay.
+    let orphan = ObjectId(catalog.reserve_object_ids(1).await?.start);
+    put_object(store.as_ref(), orphan, upload_like_object()).await?;
+    assert_eq!(patient.sweep_orphans().await?, 0, "too young");
+    let eager = Compactor::new(
+        catalog.clone(),
+        store.clone(),
+        CompactionConfig {
+            orphan_grace: Duration::ZERO,
+            gc_grace: Duration::from_secs(3600),
+            ..compaction_config()
+        },
+    );
+    assert_eq!(eager.sweep_orphans().await?, 1);
+    assert_eq!(count_objects(store.as_ref()).await?, 3);
+    assert!(matches!(
+        store.head(&object_key(orphan)).await,
+        Err(object_store::Error::NotFound { .. })
+    ));
+    check_all_streams(&catalog, &cold, &expect).await?;
     Ok(())
 }
 
