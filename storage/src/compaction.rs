@@ -484,6 +484,7 @@ impl Compactor {
             if !self.config.enabled {
                 return;
             }
+            let mut last_sweep = None;
             loop {
                 tokio::select! {
                     () = shutdown.cancelled() => break,
@@ -505,8 +506,15 @@ impl Compactor {
                         Ok(_) => {}
                         Err(e) => tracing::warn!(error = %e, "object GC failed"),
                     }
-                    if let Err(e) = self.sweep_orphans().await {
-                        tracing::warn!(error = %e, "orphan sweep failed");
+                    // Listing every object is costly on S3: sweep only
+                    // once per orphan_grace.
+                    if last_sweep
+                        .is_none_or(|t: std::time::Instant| t.elapsed() >= self.config.orphan_grace)
+                    {
+                        last_sweep = Some(std::time::Instant::now());
+                        if let Err(e) = self.sweep_orphans().await {
+                            tracing::warn!(error = %e, "orphan sweep failed");
+                        }
                     }
                 };
                 tokio::select! {
