@@ -15,12 +15,14 @@
 //! inputs: the catalog swaps the layout atomically and marks the inputs for
 //! deletion. [`Compactor::collect_garbage`] deletes marked objects only after
 //! `gc_grace` (a reader may have looked one up just before the swap), then
-//! tells the catalog to forget them. A compaction that loses a race (the
+//! tells the catalog to forget them; [`Compactor::sweep_orphans`] deletes
+//! objects the catalog never heard of (their writer died between PUT and
+//! commit) once they are `orphan_grace` old. A compaction that loses a race (the
 //! stream was reopened at a new epoch, or an input was trimmed away) is
 //! rejected by the catalog, its outputs are deleted, and the next round
 //! plans again from the new layout.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -37,7 +39,8 @@ use crate::catalog::{
     Catalog, CatalogError, Commit, CommitRange, NewObject, ObjectInfo, ObjectKind,
 };
 use crate::object::{
-    BuildError, FormatError, ObjectBuilder, decode_object, object_key, put_object, stream_ranges,
+    BuildError, FormatError, OBJECTS_PREFIX, ObjectBuilder, decode_object, object_key,
+    parse_object_key, put_object, stream_ranges,
 };
 
 /// Compaction and GC settings. `[compaction]` in the storage config.
@@ -67,6 +70,12 @@ pub struct CompactionConfig {
     /// marked (readers may still hold them). Default 10 minutes.
     #[serde(with = "humantime_serde")]
     pub gc_grace: Duration,
+    /// Objects in the store that the catalog does not know (PUT by an
+    /// uploader or compaction that died before committing) are deleted once
+    /// they are this old. Must exceed the longest PUT-to-commit time.
+    /// Default 1 hour.
+    #[serde(with = "humantime_serde")]
+    pub orphan_grace: Duration,
 }
 
 impl Default for CompactionConfig {
@@ -80,6 +89,7 @@ impl Default for CompactionConfig {
             max_input_bytes: 256 << 20,
             block_bytes: 1 << 20,
             gc_grace: Duration::from_secs(600),
+            orphan_grace: Duration::from_secs(3600),
         }
     }
 }
@@ -111,6 +121,8 @@ pub enum CompactionError {
         object: ObjectId,
         source: object_store::Error,
     },
+    #[error("listing objects: {0}")]
+    List(object_store::Error),
     #[error("object {object} is corrupt: {source}")]
     Corrupt {
         object: ObjectId,
@@ -298,7 +310,9 @@ impl Compactor {
 
         // Lay out outputs: own objects for big streams (or all, when splitting).
         let mut outputs: Vec<(ObjectKind, ObjectBuilder)> = Vec::new();
-        let mut shared = ObjectBuilder::new(self.config.block_bytes);
+        let input_bytes: u64 = plan.inputs.iter().map(|o| o.size).sum();
+        let mut shared =
+            ObjectBuilder::with_capacity(self.config.block_bytes, input_bytes as usize);
         for (s, mut batches) in streams {
             batches.sort_by_key(|b| b.base_offset);
             let bytes: u64 = batches.iter().map(|b| b.payload.len() as u64).sum();
@@ -421,12 +435,56 @@ impl Compactor {
         Ok(n)
     }
 
+    /// Delete objects under the objects prefix that the catalog does not
+    /// know and that are older than `orphan_grace`. Returns how many.
+    pub async fn sweep_orphans(&self) -> Result<usize, CompactionError> {
+        let prefix = object_store::path::Path::from(OBJECTS_PREFIX);
+        // List the store first: anything committed after this is in the
+        // catalog lists below, anything uploaded after it is not listed.
+        let listed: Vec<object_store::ObjectMeta> = self
+            .store
+            .list(Some(&prefix))
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .map_err(CompactionError::List)?;
+        let mut known: HashSet<ObjectId> = self
+            .catalog
+            .list_objects()
+            .await?
+            .iter()
+            .map(|o| o.id)
+            .collect();
+        known.extend(self.catalog.deletable_objects(Duration::ZERO).await?);
+        let now = SystemTime::now();
+        let mut orphans = Vec::new();
+        for meta in listed {
+            let Some(id) = parse_object_key(&meta.location) else {
+                continue;
+            };
+            let age = now
+                .duration_since(SystemTime::from(meta.last_modified))
+                .unwrap_or_default();
+            if !known.contains(&id) && age >= self.config.orphan_grace {
+                orphans.push(id);
+            }
+        }
+        let n = orphans.len();
+        if n > 0 {
+            tracing::info!(count = n, "deleting orphan objects");
+            self.delete_quietly(orphans).await;
+        }
+        Ok(n)
+    }
+
     /// Run compaction and GC every `interval` until `shutdown` is cancelled.
     pub fn spawn(self, shutdown: CancellationToken) -> JoinHandle<()> {
         tokio::spawn(async move {
             if !self.config.enabled {
                 return;
             }
+            let mut last_sweep = None;
             loop {
                 tokio::select! {
                     () = shutdown.cancelled() => break,
@@ -447,6 +505,16 @@ impl Compactor {
                         Ok(n) if n > 0 => tracing::info!(deleted = n, "object GC"),
                         Ok(_) => {}
                         Err(e) => tracing::warn!(error = %e, "object GC failed"),
+                    }
+                    // Listing every object is costly on S3: sweep only
+                    // once per orphan_grace.
+                    if last_sweep
+                        .is_none_or(|t: std::time::Instant| t.elapsed() >= self.config.orphan_grace)
+                    {
+                        last_sweep = Some(std::time::Instant::now());
+                        if let Err(e) = self.sweep_orphans().await {
+                            tracing::warn!(error = %e, "orphan sweep failed");
+                        }
                     }
                 };
                 tokio::select! {

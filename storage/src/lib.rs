@@ -13,6 +13,10 @@
 //! - `catalog_conformance` (feature `testing`): the suite every `Catalog`
 //!   implementation runs.
 //! - [`batch`]: [`batch::StoredBatch`], the unit that is appended and read.
+//! - [`object`]: the object format, builder, keys and [`object::ObjectReader`].
+//! - [`block_cache`]: memory + local-disk cache of object blocks and indexes.
+//! - [`store`]: object store backends from config, and fault/retry wrappers.
+//! - [`compaction`]: merging and splitting objects, and object GC.
 pub mod batch;
 pub mod block_cache;
 pub mod catalog;

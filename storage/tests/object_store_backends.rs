@@ -44,6 +44,39 @@ fn make_batches(stream: u64, from: u64, n: usize) -> Vec<StoredBatch> {
     out
 }
 
+/// Run each scenario (an async fn taking the store) on the in-memory store,
+/// the local file system and moto S3, as `<scenario>::{memory,local_fs,s3}`.
+macro_rules! on_every_backend {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            use super::*;
+
+            #[tokio::test]
+            async fn memory() -> Result<()> {
+                let built = build_store(&ObjectStoreConfig::memory(), std::path::Path::new("/"))?;
+                super::$scenario(built.store).await
+            }
+
+            #[tokio::test]
+            async fn local_fs() -> Result<()> {
+                let dir = tempfile::tempdir()?;
+                let built = build_store(&ObjectStoreConfig::default(), dir.path())?;
+                super::$scenario(built.store).await
+            }
+
+            #[tokio::test]
+            async fn s3() -> Result<()> {
+                let Some(moto) = support::start_moto().await else {
+                    return Ok(());
+                };
+                super::$scenario(moto.store.clone()).await
+            }
+        }
+    )*};
+}
+
+on_every_backend!(objects_round_trip, compaction_and_gc);
+
 /// Write one object holding `streams` streams of `batches` batches, read it
 /// back through the reader in pieces, check corruption and absence.
 async fn objects_round_trip(store: Arc<dyn ObjectStore>) -> Result<()> {
@@ -135,27 +168,6 @@ async fn objects_round_trip(store: Arc<dyn ObjectStore>) -> Result<()> {
         .put(&object_key(ObjectId(9)), PutPayload::from_static(b"z"))
         .await?;
     Ok(())
-}
-
-#[tokio::test]
-async fn memory_objects_round_trip() -> Result<()> {
-    let built = build_store(&ObjectStoreConfig::memory(), std::path::Path::new("/"))?;
-    objects_round_trip(built.store).await
-}
-
-#[tokio::test]
-async fn local_fs_objects_round_trip() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let built = build_store(&ObjectStoreConfig::default(), dir.path())?;
-    objects_round_trip(built.store).await
-}
-
-#[tokio::test]
-async fn s3_objects_round_trip() -> Result<()> {
-    let Some(moto) = support::start_moto().await else {
-        return Ok(());
-    };
-    objects_round_trip(moto.store.clone()).await
 }
 
 /// Upload-style objects: `rounds` stream-set objects, each with data of
@@ -256,6 +268,13 @@ async fn check_all_streams(
     Ok(())
 }
 
+fn upload_like_object() -> Bytes {
+    let mut b = ObjectBuilder::new(4096);
+    b.push(StreamId(77), 0, 1, b"never committed")
+        .expect("one batch");
+    b.finish().0
+}
+
 fn compaction_config() -> CompactionConfig {
     CompactionConfig {
         small_object_bytes: 1 << 20,
@@ -349,28 +368,29 @@ async fn compaction_and_gc(store: Arc<dyn ObjectStore>) -> Result<()> {
     );
     assert_eq!(patient.collect_garbage().await?, 0);
     assert_eq!(count_objects(store.as_ref()).await?, 3);
+
+    // Orphans: an object PUT but never committed goes once old enough;
+    // committed and marked objects stay.
+    let orphan = ObjectId(catalog.reserve_object_ids(1).await?.start);
+    put_object(store.as_ref(), orphan, upload_like_object()).await?;
+    assert_eq!(patient.sweep_orphans().await?, 0, "too young");
+    let eager = Compactor::new(
+        catalog.clone(),
+        store.clone(),
+        CompactionConfig {
+            orphan_grace: Duration::ZERO,
+            gc_grace: Duration::from_secs(3600),
+            ..compaction_config()
+        },
+    );
+    assert_eq!(eager.sweep_orphans().await?, 1);
+    assert_eq!(count_objects(store.as_ref()).await?, 3);
+    assert!(matches!(
+        store.head(&object_key(orphan)).await,
+        Err(object_store::Error::NotFound { .. })
+    ));
+    check_all_streams(&catalog, &cold, &expect).await?;
     Ok(())
-}
-
-#[tokio::test]
-async fn memory_compaction_and_gc() -> Result<()> {
-    let built = build_store(&ObjectStoreConfig::memory(), std::path::Path::new("/"))?;
-    compaction_and_gc(built.store).await
-}
-
-#[tokio::test]
-async fn local_fs_compaction_and_gc() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let built = build_store(&ObjectStoreConfig::default(), dir.path())?;
-    compaction_and_gc(built.store).await
-}
-
-#[tokio::test]
-async fn s3_compaction_and_gc() -> Result<()> {
-    let Some(moto) = support::start_moto().await else {
-        return Ok(());
-    };
-    compaction_and_gc(moto.store.clone()).await
 }
 
 /// A catalog where a new owner opens stream 3 just before each compaction
@@ -427,6 +447,33 @@ async fn fenced_compaction_commits_nothing_and_cleans_up() -> Result<()> {
         3,
         "outputs were deleted"
     );
+    let reader = ObjectReader::new(store.clone(), BlockCache::in_memory(16 << 20).await?);
+    check_all_streams(&catalog, &reader, &expect).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn background_task_compacts_collects_and_stops() -> Result<()> {
+    let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+    let catalog = Arc::new(InMemoryCatalog::new());
+    let expect = upload_rounds(&catalog, store.as_ref(), 4).await?;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let config = CompactionConfig {
+        interval: Duration::from_millis(10),
+        ..compaction_config()
+    };
+    let task = Compactor::new(catalog.clone(), store.clone(), config).spawn(shutdown.clone());
+    // 4 inputs -> 2 outputs, and the inputs deleted by GC.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while count_objects(store.as_ref()).await? != 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "background compaction never ran"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    shutdown.cancel();
+    task.await?;
     let reader = ObjectReader::new(store.clone(), BlockCache::in_memory(16 << 20).await?);
     check_all_streams(&catalog, &reader, &expect).await?;
     Ok(())

@@ -104,3 +104,71 @@ async fn sequential_readers_get_read_ahead() -> Result<()> {
     assert_eq!(cold.counters().readahead_blocks, 0);
     Ok(())
 }
+
+mod reads_match_the_model {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        /// Any (stream, from, max_bytes) read returns exactly the batches a
+        /// simple model says: from the one holding `from`, in order, until
+        /// `max_bytes` is reached (at least one), never past the slice.
+        #[test]
+        fn reads_match_the_model(
+            sizes in prop::collection::vec(prop::collection::vec((1u32..5, 1usize..3000), 1..60), 1..4),
+            block in 512usize..8192,
+            reads in prop::collection::vec((any::<prop::sample::Index>(), any::<prop::sample::Index>(), 1usize..20_000), 1..20),
+        ) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+                let mut b = ObjectBuilder::new(block);
+                let mut model = Vec::new();
+                for (s, batches) in sizes.iter().enumerate() {
+                    let mut next = 100 * s as u64;
+                    let mut v = Vec::new();
+                    for (records, len) in batches {
+                        let payload = vec![s as u8; *len];
+                        b.push(StreamId(s as u64), next, *records, &payload).unwrap();
+                        v.push((next, *records, *len));
+                        next += u64::from(*records);
+                    }
+                    model.push(v);
+                }
+                let (bytes, _) = b.finish();
+                let size = bytes.len() as u64;
+                put_object(store.as_ref(), ObjectId(1), bytes).await.unwrap();
+                let reader = ObjectReader::new(store, BlockCache::in_memory(8 << 20).await.unwrap());
+                for (si, oi, max) in &reads {
+                    let s = si.index(model.len());
+                    let batches = &model[s];
+                    let start = batches[0].0;
+                    let end = batches.last().map(|(o, r, _)| o + u64::from(*r)).unwrap();
+                    let from = start + oi.index((end - start) as usize) as u64;
+                    let slice = ObjectSlice {
+                        object: ObjectId(1),
+                        kind: ObjectKind::StreamSet,
+                        object_size: size,
+                        start,
+                        end,
+                    };
+                    let got = reader.read(&slice, StreamId(s as u64), from, *max).await.unwrap();
+                    let first = batches.iter().position(|(o, r, _)| o + u64::from(*r) > from).unwrap();
+                    let mut want = Vec::new();
+                    let mut total = 0;
+                    for &(o, r, len) in &batches[first..] {
+                        if !want.is_empty() && total >= *max {
+                            break;
+                        }
+                        total += len;
+                        want.push((o, r, len));
+                    }
+                    let got: Vec<_> = got.iter().map(|b| (b.base_offset, b.records, b.payload.len())).collect();
+                    assert_eq!(got, want, "stream {s} from {from} max {max}");
+                }
+            });
+        }
+    }
+}

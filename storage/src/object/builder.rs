@@ -64,6 +64,14 @@ impl ObjectBuilder {
         }
     }
 
+    /// Like [`ObjectBuilder::new`], with room for about `bytes` of data
+    /// reserved up front (saves re-allocating while the object grows).
+    pub fn with_capacity(block_target_bytes: usize, bytes: usize) -> Self {
+        let mut b = Self::new(block_target_bytes);
+        b.buf.reserve(bytes);
+        b
+    }
+
     /// True when nothing was pushed.
     pub fn is_empty(&self) -> bool {
         self.open.is_none() && self.index.is_empty()

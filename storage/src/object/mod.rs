@@ -1,6 +1,6 @@
 //! Objects: the immutable files in the object store that hold stream data.
 //!
-//! An object is `[data blocks][index][footer]` (byte layout in [`format`]).
+//! An object is `[data blocks][index][footer]` (byte layout in [`format`](mod@format)).
 //! A block holds whole batches of one stream, framed so that
 //! [`format::decode_block`] rebuilds the [`StoredBatch`]es, with a crc32c per
 //! block; the index maps `(stream, start, end)` to the block's byte range;
