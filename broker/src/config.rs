@@ -22,6 +22,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
 use skiff_metadata::config::MetadataConfig;
+use skiff_storage::compaction::CompactionConfig;
 use skiff_storage::config::StorageConfig;
 use skiff_storage::store::ObjectStoreConfig;
 
@@ -105,6 +106,8 @@ pub struct BrokerConfig {
     /// Storage engine: WAL, uploads, caches (`[storage]` in TOML). Its
     /// `data_dir` defaults to this broker's `data_dir`.
     pub storage: StorageConfig,
+    /// Object compaction and garbage collection (`[compaction]`).
+    pub compaction: CompactionConfig,
     /// Where objects live (`[object_store]`): the local file system under
     /// `data_dir/objects` by default, or `url = "s3://bucket/prefix"`.
     pub object_store: ObjectStoreConfig,
@@ -133,6 +136,7 @@ impl Default for BrokerConfig {
             log_level: "info".into(),
             log_format: LogFormat::Text,
             storage: StorageConfig::default(),
+            compaction: CompactionConfig::default(),
             object_store: ObjectStoreConfig::default(),
             metadata: MetadataConfig::default(),
         }
@@ -245,6 +249,9 @@ impl BrokerConfig {
         self.storage
             .validate()
             .map_err(|e| invalid("storage", e.to_string()))?;
+        self.compaction
+            .validate()
+            .map_err(|e| invalid("compaction", e))?;
         self.object_store
             .validate()
             .map_err(|e| invalid("object_store", e.to_string()))?;

@@ -23,6 +23,7 @@ use skiff_common::BrokerId;
 use skiff_metadata::net::{Rpc, RpcReply, Transport, TransportError};
 use skiff_metadata::node::MetadataNode;
 use skiff_storage::Storage;
+use skiff_storage::compaction::Compactor;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -148,7 +149,7 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
         .context("object store")?;
     let catalog = Arc::new(MetadataCatalog::new(cluster.clone()));
     let storage = Arc::new(
-        Storage::open(config.storage.clone(), built.store.clone(), catalog)
+        Storage::open(config.storage.clone(), built.store.clone(), catalog.clone())
             .await
             .context("storage failed to open")?,
     );
@@ -182,6 +183,17 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
         shutdown.clone(),
     ));
     tasks.spawn(retention::run(broker.clone(), shutdown.clone()));
+    if broker.config.compaction.enabled {
+        let compactor = Compactor::new(
+            catalog,
+            built.store.clone(),
+            broker.config.compaction.clone(),
+        );
+        let token = shutdown.clone();
+        tasks.spawn(async move {
+            let _ = compactor.spawn(token).await;
+        });
+    }
     partitions.reconcile().await;
     tasks.spawn(partitions.clone().run(shutdown.clone()));
     tasks.spawn(server::run(
