@@ -254,11 +254,12 @@ impl Shared {
             .cloned()
     }
 
-    /// Another owner holds `stream`: stop writing it.
+    /// Another owner holds `stream`: stop writing it, and let it be opened
+    /// again (at a newer epoch) without a close.
     pub(crate) fn fence(&self, stream: StreamId, epoch: StreamEpoch) {
         if let Some(s) = self.stream_at(stream, epoch) {
             s.set_status(Status::Fenced);
-            self.log_cache.remove(stream);
+            self.forget(&s);
         }
     }
 
