@@ -48,19 +48,49 @@ async fn write_and_crash(
     Ok(segs.remove(0))
 }
 
-const FRAME: u64 = 12 + 32 + 100;
+/// A node that wrote 10 records and crashed, with its WAL segment.
+struct Crashed {
+    dir: TempDir,
+    store: Arc<dyn object_store::ObjectStore>,
+    catalog: Arc<InMemoryCatalog>,
+    seg: PathBuf,
+}
 
-#[tokio::test]
-async fn torn_tail_is_truncated() -> Result<()> {
+async fn crash() -> Result<Crashed> {
     let dir = TempDir::new()?;
     let store: Arc<dyn object_store::ObjectStore> = Arc::new(object_store::memory::InMemory::new());
     let catalog = Arc::new(InMemoryCatalog::new());
     let seg = write_and_crash(dir.path(), store.clone(), catalog.clone()).await?;
+    Ok(Crashed {
+        dir,
+        store,
+        catalog,
+        seg,
+    })
+}
+
+/// Set the length of a file (cut a torn write, or grow it with zeros).
+fn set_len(path: &Path, len: u64) -> Result<()> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)?
+        .set_len(len)?;
+    Ok(())
+}
+
+const FRAME: u64 = 12 + 32 + 100;
+
+#[tokio::test]
+async fn torn_tail_is_truncated() -> Result<()> {
+    let Crashed {
+        dir,
+        store,
+        catalog,
+        seg,
+    } = crash().await?;
     ensure!(std::fs::metadata(&seg)?.len() == 10 * FRAME);
     // The last record is half written (a crash during its write).
-    let f = std::fs::OpenOptions::new().write(true).open(&seg)?;
-    f.set_len(9 * FRAME + 50)?;
-    drop(f);
+    set_len(&seg, 9 * FRAME + 50)?;
     let st = Storage::open(config(dir.path()), store, catalog).await?;
     let s = st.open_stream(StreamId(1), StreamEpoch(1)).await?;
     ensure!(s.end_offset() == 9, "nine whole records survive");
@@ -78,14 +108,14 @@ async fn torn_tail_is_truncated() -> Result<()> {
 
 #[tokio::test]
 async fn garbage_after_tail_is_truncated() -> Result<()> {
-    let dir = TempDir::new()?;
-    let store: Arc<dyn object_store::ObjectStore> = Arc::new(object_store::memory::InMemory::new());
-    let catalog = Arc::new(InMemoryCatalog::new());
-    let seg = write_and_crash(dir.path(), store.clone(), catalog.clone()).await?;
+    let Crashed {
+        dir,
+        store,
+        catalog,
+        seg,
+    } = crash().await?;
     // A write whose data never reached the disk: the size grew, zeros remain.
-    let f = std::fs::OpenOptions::new().write(true).open(&seg)?;
-    f.set_len(10 * FRAME + 4096)?;
-    drop(f);
+    set_len(&seg, 10 * FRAME + 4096)?;
     let st = Storage::open(config(dir.path()), store, catalog).await?;
     let s = st.open_stream(StreamId(1), StreamEpoch(1)).await?;
     ensure!(s.end_offset() == 10);
@@ -95,10 +125,12 @@ async fn garbage_after_tail_is_truncated() -> Result<()> {
 
 #[tokio::test]
 async fn corrupt_record_before_tail_stops_startup() -> Result<()> {
-    let dir = TempDir::new()?;
-    let store: Arc<dyn object_store::ObjectStore> = Arc::new(object_store::memory::InMemory::new());
-    let catalog = Arc::new(InMemoryCatalog::new());
-    let seg = write_and_crash(dir.path(), store.clone(), catalog.clone()).await?;
+    let Crashed {
+        dir,
+        store,
+        catalog,
+        seg,
+    } = crash().await?;
     let mut bytes = std::fs::read(&seg)?;
     let at = (3 * FRAME + 60) as usize; // inside the 4th record's payload
     bytes[at] ^= 0xff;
