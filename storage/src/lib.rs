@@ -76,8 +76,7 @@
 //! # Benchmarks
 //!
 //! WAL throughput and latency figures, with the exact commands, are in
-//! [`BENCHMARKS.md`](https://example.invalid/skiff/storage/BENCHMARKS.md)
-//! (`storage/BENCHMARKS.md` in the repository).
+//! [`benchmarks`] (`storage/BENCHMARKS.md` in the repository).
 //!
 //! Module map (see ARCHITECTURE.md at the repo root for the whole picture):
 //!
@@ -96,6 +95,8 @@
 //! - [`wal`]: the file and object WALs and their record frame.
 //! - [`log_cache`]: the bounded tail cache.
 pub mod batch;
+#[doc = include_str!("../BENCHMARKS.md")]
+pub mod benchmarks {}
 pub mod block_cache;
 pub mod catalog;
 #[cfg(any(test, feature = "testing"))]
