@@ -70,5 +70,11 @@ async fn main() -> anyhow::Result<()> {
         }
         storage.shutdown().await;
     }
+    let run = tempfile::TempDir::new_in(&dir)?;
+    let rate = wal_load::catchup_read(run.path(), 512 << 20, 16 << 10, 1 << 20).await;
+    println!(
+        "catch-up read of 512 MiB (16 KiB batches, 1 MiB fetches) from objects: {:.0} MB/s",
+        rate / 1e6
+    );
     Ok(())
 }

@@ -186,3 +186,52 @@ pub(crate) fn quantile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() - 1) as f64 * p).round() as usize;
     sorted[i]
 }
+
+/// Catch-up read: append `total` bytes of `batch`-byte batches to one
+/// stream, restart the engine (log cache empty), then read the stream from
+/// offset 0 to the end sequentially, `fetch` bytes per read, through the
+/// object reader and block cache. Returns bytes per second of the reads.
+pub(crate) async fn catchup_read(dir: &Path, total: usize, batch: usize, fetch: usize) -> f64 {
+    let catalog = Arc::new(InMemoryCatalog::new());
+    let store: Arc<dyn object_store::ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+    let cfg = || {
+        let mut c = StorageConfig {
+            data_dir: dir.to_path_buf(),
+            ..StorageConfig::default()
+        };
+        c.block_cache = BlockCacheConfig::memory_only(256 << 20);
+        c
+    };
+    let storage = Storage::open(cfg(), store.clone(), catalog.clone())
+        .await
+        .expect("engine opens");
+    let epoch = catalog.open_stream(StreamId(0));
+    let h = storage.open_stream(StreamId(0), epoch).await.expect("open");
+    let payload = Bytes::from(vec![7u8; batch]);
+    let mut inflight = FuturesOrdered::new();
+    for _ in 0..total / batch {
+        inflight.push_back(h.append(1, payload.clone()).await.expect("append"));
+        if inflight.len() >= 256 {
+            inflight.next().await.expect("one").expect("durable");
+        }
+    }
+    while let Some(r) = inflight.next().await {
+        r.expect("durable");
+    }
+    storage.shutdown().await;
+    let storage = Storage::open(cfg(), store, catalog).await.expect("reopen");
+    let h = storage.open_stream(StreamId(0), epoch).await.expect("open");
+    let end = h.end_offset();
+    let start = Instant::now();
+    let (mut pos, mut bytes) = (0, 0usize);
+    while pos < end {
+        let got = h.read(pos, fetch).await.expect("read");
+        for b in &got {
+            bytes += b.payload.len();
+        }
+        pos = got.last().expect("data below the end").end_offset();
+    }
+    let rate = bytes as f64 / start.elapsed().as_secs_f64();
+    storage.shutdown().await;
+    rate
+}
