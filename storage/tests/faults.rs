@@ -210,3 +210,36 @@ async fn slow_puts_apply_backpressure() -> Result<()> {
     st.shutdown().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn object_wal_never_acks_what_the_store_did_not_take() -> Result<()> {
+    let env = Env::new();
+    let st = env.storage(WalKind::Object).await?;
+    let epoch = env.catalog.open_stream(StreamId(4));
+    let s = st.open_stream(StreamId(4), epoch).await?;
+    append(&s, 5).await?;
+    // The store stops answering PUTs: the append must not be acknowledged.
+    env.faults.set(
+        Op::Put,
+        FaultPlan {
+            black_hole: true,
+            ..FaultPlan::default()
+        },
+    );
+    let mut pending = s.append(1, payload(5)).await?;
+    ensure!(
+        tokio::time::timeout(Duration::from_millis(300), &mut pending)
+            .await
+            .is_err(),
+        "acknowledged without a successful PUT"
+    );
+    // Shutting down gives up on it after a grace period: an error, not an ack.
+    st.abort().await;
+    ensure!(pending.await.is_err());
+    env.faults.clear();
+    let st = env.storage(WalKind::Object).await?;
+    let s = st.open_stream(StreamId(4), StreamEpoch(1)).await?;
+    check(&s, 5).await?;
+    st.shutdown().await;
+    Ok(())
+}
