@@ -243,3 +243,106 @@ async fn object_wal_never_acks_what_the_store_did_not_take() -> Result<()> {
     st.shutdown().await;
     Ok(())
 }
+
+/// A catalog whose commits fail as unavailable while `failing` is set
+/// (a metadata quorum without a leader).
+struct FlakyCatalog {
+    inner: InMemoryCatalog,
+    failing: std::sync::atomic::AtomicBool,
+    refused: std::sync::atomic::AtomicU64,
+}
+
+#[async_trait::async_trait]
+impl Catalog for FlakyCatalog {
+    async fn reserve_object_ids(
+        &self,
+        count: u32,
+    ) -> Result<std::ops::Range<u64>, skiff_storage::catalog::CatalogError> {
+        self.inner.reserve_object_ids(count).await
+    }
+    async fn stream(
+        &self,
+        s: StreamId,
+    ) -> Result<skiff_storage::catalog::StreamMeta, skiff_storage::catalog::CatalogError> {
+        self.inner.stream(s).await
+    }
+    async fn commit(
+        &self,
+        c: skiff_storage::catalog::Commit,
+    ) -> Result<(), skiff_storage::catalog::CatalogError> {
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            self.refused
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            return Err(skiff_storage::catalog::CatalogError::Unavailable(
+                "no leader".into(),
+            ));
+        }
+        self.inner.commit(c).await
+    }
+    async fn lookup(
+        &self,
+        s: StreamId,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<skiff_storage::catalog::ObjectSlice>, skiff_storage::catalog::CatalogError>
+    {
+        self.inner.lookup(s, from, limit).await
+    }
+    async fn trim(
+        &self,
+        s: StreamId,
+        e: StreamEpoch,
+        n: u64,
+    ) -> Result<(), skiff_storage::catalog::CatalogError> {
+        self.inner.trim(s, e, n).await
+    }
+    async fn list_objects(
+        &self,
+    ) -> Result<Vec<skiff_storage::catalog::ObjectInfo>, skiff_storage::catalog::CatalogError> {
+        self.inner.list_objects().await
+    }
+    async fn deletable_objects(
+        &self,
+        grace: Duration,
+    ) -> Result<Vec<skiff_common::ObjectId>, skiff_storage::catalog::CatalogError> {
+        self.inner.deletable_objects(grace).await
+    }
+    async fn forget_objects(
+        &self,
+        ids: Vec<skiff_common::ObjectId>,
+    ) -> Result<(), skiff_storage::catalog::CatalogError> {
+        self.inner.forget_objects(ids).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unavailable_catalog_delays_commits_and_loses_nothing() -> Result<()> {
+    let env = Env::new();
+    let catalog = Arc::new(FlakyCatalog {
+        inner: InMemoryCatalog::new(),
+        failing: true.into(),
+        refused: 0.into(),
+    });
+    let st = Storage::open(
+        env.config(WalKind::File),
+        env.store.clone(),
+        catalog.clone(),
+    )
+    .await?;
+    let epoch = catalog.inner.open_stream(StreamId(5));
+    let s = st.open_stream(StreamId(5), epoch).await?;
+    append(&s, 200).await?;
+    // Appends are acknowledged from the WAL; nothing can be committed yet.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    ensure!(catalog.refused.load(std::sync::atomic::Ordering::SeqCst) > 0);
+    ensure!(s.committed_offset() == 0);
+    check(&s, 200).await?; // served from the log cache
+    catalog
+        .failing
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    st.flush().await;
+    ensure!(s.committed_offset() == 200);
+    ensure!(catalog.stream(StreamId(5)).await?.end_offset == 200);
+    st.shutdown().await;
+    Ok(())
+}
