@@ -37,7 +37,10 @@ pub(crate) struct Shared {
     streams: Mutex<HashMap<StreamId, Arc<StreamState>>>,
 }
 
-/// The storage engine. Create one per process with [`Storage::open`].
+/// The storage engine. Create one per process with [`Storage::open`] and end
+/// it with [`Storage::shutdown`] (or [`Storage::abort`]): the WAL writer
+/// threads and upload tasks run until then, dropping the value does not stop
+/// them.
 pub struct Storage {
     shared: Arc<Shared>,
     tasks: TaskTracker,
