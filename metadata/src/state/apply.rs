@@ -12,7 +12,9 @@ use crate::command::{
 
 impl ClusterState {
     pub(super) fn apply_inner(&mut self, cmd: &Command, changes: &mut Vec<Change>) -> Response {
-        if self.cluster_id.is_none() && !matches!(cmd, Command::InitCluster { .. }) {
+        if self.cluster_id.is_none()
+            && !matches!(cmd, Command::InitCluster { .. } | Command::Batch(_))
+        {
             return Err(CommandError::NotInitialized);
         }
         match cmd {
@@ -225,7 +227,7 @@ impl ClusterState {
                 let start = self.next_object_id;
                 let end = start + u64::from(*count);
                 self.next_object_id = end;
-                self.reserved.extend(start..end);
+                self.reserved.insert_range(start, end);
                 Ok(Output::IdRange { start, end })
             }
             Command::CommitObjects { commit, now_ms } => {
@@ -267,6 +269,20 @@ impl ClusterState {
                     start,
                     end: self.next_producer_id,
                 })
+            }
+            Command::Batch(cmds) => {
+                if cmds.len() > limits::MAX_BATCH
+                    || cmds.iter().any(|c| matches!(c, Command::Batch(_)))
+                {
+                    return Err(CommandError::Invalid("batch too large or nested".into()));
+                }
+                let mut out = Vec::with_capacity(cmds.len());
+                for c in cmds {
+                    let (resp, ch) = self.apply(c);
+                    changes.extend(ch);
+                    out.push(resp);
+                }
+                Ok(Output::Batch(out))
             }
             Command::SetFeature { name, level } => {
                 if name.is_empty() || name.len() > limits::MAX_STRING {

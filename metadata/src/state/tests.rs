@@ -634,3 +634,44 @@ proptest! {
         prop_assert_eq!(back, s);
     }
 }
+
+#[test]
+fn a_batch_applies_each_command_on_its_own() {
+    let mut s = init();
+    let (resp, changes) = s.apply(&Command::Batch(vec![
+        Command::ReserveObjectIds { count: 2 },
+        Command::ReserveObjectIds { count: 0 },
+        Command::RegisterBroker {
+            broker: BrokerId(4),
+            listeners: listener(),
+            rack: None,
+            now_ms: 1,
+        },
+    ]));
+    let Ok(Output::Batch(rs)) = resp else {
+        panic!("{resp:?}")
+    };
+    assert_eq!(rs[0], Ok(Output::IdRange { start: 0, end: 2 }));
+    assert!(matches!(rs[1], Err(CommandError::Invalid(_))));
+    assert!(matches!(rs[2], Ok(Output::BrokerRegistered { .. })));
+    assert_eq!(changes.len(), 1);
+    assert_eq!(
+        err(&mut s, Command::Batch(vec![Command::Batch(vec![])])),
+        CommandError::Invalid("batch too large or nested".into())
+    );
+}
+
+proptest! {
+    #[test]
+    fn id_ranges_behave_like_a_set(len in 1u64..200, removes in proptest::collection::vec(0u64..220, 0..100)) {
+        let mut r = IdRanges::default();
+        let mut set: std::collections::BTreeSet<u64> = (10..10 + len).collect();
+        r.insert_range(10, 10 + len);
+        for id in removes {
+            prop_assert_eq!(r.remove(id), set.remove(&id));
+        }
+        for id in 0..230 {
+            prop_assert_eq!(r.contains(id), set.contains(&id));
+        }
+    }
+}
