@@ -177,7 +177,7 @@ pub async fn run(cfg: &RunConfig) -> anyhow::Result<RunOutcome> {
 /// The summary printed at the end of a run.
 pub fn summary(cfg: &RunConfig, outcome: &RunOutcome) -> String {
     let mut s = format!(
-        "seed {} | {} | brokers {} | faults {:?}: {} scheduled, {} applied, {} failed to apply\n",
+        "seed {} | {} | brokers {} | faults {:?}: {} injected; nemesis actions {} applied, {} failed\n",
         cfg.seed,
         humantime::format_duration(cfg.time),
         cfg.brokers,
