@@ -206,7 +206,10 @@ fn run_config(a: RunArgs) -> RunConfig {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+            // librdkafka logs every refused connection while a broker is
+            // down; set RUST_LOG=info to see them and the nemesis actions.
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,librdkafka=off,rdkafka=off".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -214,14 +217,21 @@ fn main() -> ExitCode {
         Cmd::Run(args) => {
             let json = args.json;
             let cfg = run_config(args);
-            let rt = match tokio::runtime::Runtime::new() {
+            // librdkafka calls block now and then; keep enough workers.
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(8)
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("error: tokio runtime: {e}");
                     return ExitCode::from(2);
                 }
             };
-            match rt.block_on(run(&cfg)) {
+            let res = rt.block_on(run(&cfg));
+            rt.shutdown_timeout(Duration::from_secs(5));
+            match res {
                 Ok(outcome) => {
                     let text = summary(&cfg, &outcome);
                     let _ = std::fs::write(cfg.out.join("summary.txt"), &text);

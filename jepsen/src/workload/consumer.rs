@@ -14,7 +14,7 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
-use super::{ConsumerMode, WorkloadConfig, base_config, parse_value};
+use super::{ConsumerMode, WorkloadConfig, base_config, close, parse_value};
 use crate::history::{F, Op, OpType, Partition, ReadRec, Recorder};
 
 /// Records nothing itself (callbacks run inside `recv`); bumps a generation
@@ -76,6 +76,8 @@ const POLLS_PER_ASSIGNMENT: usize = 40;
 /// Records per poll op at most.
 const MAX_BATCH: usize = 200;
 const POLL_WINDOW: Duration = Duration::from_millis(200);
+/// Empty polls in a row (about 10 s) before the client is replaced.
+const MAX_IDLE_POLLS: usize = 50;
 
 pub(super) async fn run(
     cfg: Arc<WorkloadConfig>,
@@ -98,10 +100,14 @@ pub(super) async fn run(
             }
         };
         let process = rec.new_process();
-        if let Err(e) = session(&cfg, &rec, &stop, mode, &consumer, process).await {
-            tracing::info!(%e, process, "consumer session ended; new client");
-            tokio::time::sleep(Duration::from_millis(500)).await;
+        let res = session(&cfg, &rec, &stop, mode, &consumer, process).await;
+        close(consumer).await;
+        match res {
+            Err(e) => tracing::info!(%e, process, "consumer failing; new client"),
+            Ok(()) if !stop.is_cancelled() => tracing::info!(process, "consumer idle; new client"),
+            Ok(()) => break,
         }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
@@ -120,6 +126,7 @@ async fn session(
         consumer.subscribe(&[&cfg.topic])?;
     }
     let mut errors = 0;
+    let mut idle = 0;
     let mut polls = 0usize;
     while !stop.is_cancelled() {
         if mode == ConsumerMode::Assign && polls.is_multiple_of(POLLS_PER_ASSIGNMENT) {
@@ -168,6 +175,7 @@ async fn session(
             }
         }
         let failed = error.is_some() && reads.is_empty();
+        idle = if reads.is_empty() { idle + 1 } else { 0 };
         complete(
             rec,
             process,
@@ -183,6 +191,11 @@ async fn session(
         }
         if errors > 50 {
             return Err(error.unwrap_or(KafkaError::NoMessageReceived));
+        }
+        if idle > MAX_IDLE_POLLS {
+            // Nothing for a while although producers keep sending: the
+            // client may hold stale broker addresses. Start afresh.
+            return Ok(());
         }
         // Pick up a rebalance that happened while idle.
         let gen_now = ctx.generation.load(Ordering::SeqCst);

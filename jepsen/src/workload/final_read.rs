@@ -10,8 +10,10 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::time::Instant;
 
-use super::consumer::make;
-use super::{WorkloadConfig, parse_value};
+use rdkafka::consumer::StreamConsumer;
+
+use super::consumer::{Ctx, make};
+use super::{WorkloadConfig, close, parse_value};
 use crate::history::{EndOffset, F, Op, OpType, ReadRec, Recorder};
 
 /// Attempts before giving up (the last attempt's partial result stays in the
@@ -46,12 +48,21 @@ pub async fn final_read(cfg: &WorkloadConfig, rec: &Recorder) -> bool {
 type Attempt = (OpType, Vec<ReadRec>, Vec<EndOffset>, Option<String>);
 
 async fn attempt_once(cfg: &WorkloadConfig, budget: Duration) -> Attempt {
-    let deadline = Instant::now() + budget;
     let group = format!("jepsen-{}-final-{}", cfg.topic, std::process::id());
     let consumer = match make(cfg, &group, false) {
         Ok(c) => c,
         Err(e) => return (OpType::Fail, Vec::new(), Vec::new(), Some(e.to_string())),
     };
+    let res = read_all(cfg, &consumer, Instant::now() + budget).await;
+    close(consumer).await;
+    res
+}
+
+async fn read_all(
+    cfg: &WorkloadConfig,
+    consumer: &StreamConsumer<Ctx>,
+    deadline: Instant,
+) -> Attempt {
     // High watermarks first: everything acked before now is below them.
     let mut ends: BTreeMap<i32, i64> = BTreeMap::new();
     for p in 0..cfg.partitions {

@@ -129,6 +129,9 @@ pub(crate) fn base_config(cfg: &WorkloadConfig) -> ClientConfig {
         .set("reconnect.backoff.max.ms", "1000")
         .set("topic.metadata.refresh.interval.ms", "5000")
         .set("broker.address.family", "v4")
+        // Re-resolve the bootstrap addresses soon when every known broker
+        // is gone (e.g. all restarted), instead of after five minutes.
+        .set("metadata.recovery.rebootstrap.trigger.ms", "5000")
         .set("log_level", "3");
     c
 }
@@ -231,6 +234,19 @@ pub async fn run(cfg: Arc<WorkloadConfig>, rec: Recorder, values: Values, stop: 
         ));
     }
     while tasks.join_next().await.is_some() {}
+}
+
+/// Drops a librdkafka client on a blocking thread: closing a consumer waits
+/// for its group coordinator (which may be down or paused), and a producer
+/// flushes; neither may stall the async workers. Waits at most 10 s.
+pub(crate) async fn close<T: Send + 'static>(client: T) {
+    let handle = tokio::task::spawn_blocking(move || drop(client));
+    if tokio::time::timeout(Duration::from_secs(10), handle)
+        .await
+        .is_err()
+    {
+        tracing::warn!("a Kafka client is slow to close; continuing without it");
+    }
 }
 
 /// Parses a payload written by the producers.

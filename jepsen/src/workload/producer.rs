@@ -2,7 +2,7 @@
 //! logical process, several processes per client.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use rand::Rng;
@@ -11,7 +11,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use tokio_util::sync::CancellationToken;
 
-use super::{Values, WorkloadConfig, base_config};
+use super::{Values, WorkloadConfig, base_config, close};
 use crate::history::{F, Op, OpType, Recorder, SendRec};
 
 pub(super) struct Options {
@@ -49,6 +49,15 @@ fn definite(e: &KafkaError) -> bool {
     )
 }
 
+/// Shared by the processes of one client.
+#[derive(Default)]
+struct Health {
+    /// Set when the client must be replaced.
+    replace: AtomicBool,
+    /// Consecutive failed sends over all processes.
+    failures: AtomicUsize,
+}
+
 pub(super) async fn run(
     cfg: Arc<WorkloadConfig>,
     rec: Recorder,
@@ -65,7 +74,7 @@ pub(super) async fn run(
                 continue;
             }
         };
-        let fatal = Arc::new(AtomicBool::new(false));
+        let health = Arc::new(Health::default());
         let mut procs = tokio::task::JoinSet::new();
         for _ in 0..cfg.producer_concurrency.max(1) {
             procs.spawn(process(
@@ -74,11 +83,12 @@ pub(super) async fn run(
                 values.clone(),
                 stop.clone(),
                 producer.clone(),
-                fatal.clone(),
+                health.clone(),
                 opts.pace,
             ));
         }
         while procs.join_next().await.is_some() {}
+        close(producer).await;
         // Fatal (e.g. idempotence state lost): start over with a new client.
     }
 }
@@ -89,14 +99,15 @@ async fn process(
     values: Values,
     stop: CancellationToken,
     producer: Arc<FutureProducer>,
-    fatal: Arc<AtomicBool>,
+    health: Arc<Health>,
     pace: Duration,
 ) {
+    let replace = &health.replace;
     let mut process = rec.new_process();
     // Spread the processes' first sends over one pace interval.
     let jitter = pace.mul_f64(rand::rng().random_range(0.0..1.0));
     tokio::time::sleep(jitter).await;
-    while !stop.is_cancelled() && !fatal.load(Ordering::Relaxed) {
+    while !stop.is_cancelled() && !replace.load(Ordering::Relaxed) {
         let value = values.next();
         let partition = rand::rng().random_range(0..cfg.partitions.max(1));
         let send = |offset| SendRec {
@@ -116,6 +127,7 @@ async fn process(
             .payload(&payload);
         match producer.send(record, Timeout::After(Duration::ZERO)).await {
             Ok(d) => {
+                health.failures.store(0, Ordering::Relaxed);
                 rec.record(Op {
                     sends: vec![SendRec {
                         partition: d.partition,
@@ -139,8 +151,13 @@ async fn process(
                 if kind == OpType::Info {
                     process = rec.new_process();
                 }
-                if producer.client().fatal_error().is_some() {
-                    fatal.store(true, Ordering::Relaxed);
+                // A fatal error, or every process failing in turn (e.g. the
+                // client holds stale broker addresses): start a new client.
+                let failures = health.failures.fetch_add(1, Ordering::Relaxed) + 1;
+                if producer.client().fatal_error().is_some()
+                    || failures >= 2 * cfg.producer_concurrency.max(1)
+                {
+                    replace.store(true, Ordering::Relaxed);
                 }
                 // Do not spin against a dead broker.
                 tokio::time::sleep(Duration::from_millis(100)).await;
