@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use skiff_jepsen::checker::check;
-use skiff_jepsen::control::DEFAULT_SERVE_ARGS;
+use skiff_jepsen::control::{DEFAULT_S3_ARGS, DEFAULT_SERVE_ARGS};
 use skiff_jepsen::history::read_history;
 use skiff_jepsen::nemesis::FaultKind;
 use skiff_jepsen::run::{RunConfig, run, schedule_for, summary};
@@ -35,7 +35,7 @@ enum Cmd {
     /// Run a test: cluster, workload, faults, final read, check.
     ///
     /// Example: jepsen run --time 60 --faults kill,pause,s3-errors --seed 42 --out /tmp/j1
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Check a saved history.jsonl again (e.g. after changing the checker).
     Check {
         /// The history file written by `jepsen run`.
@@ -87,12 +87,17 @@ struct RunArgs {
     /// The skiff binary.
     #[arg(long, env = "SKIFF_BIN", default_value = "target/release/skiff")]
     bin: PathBuf,
-    /// Broker arguments; placeholders {id} {port} {advertised_host}
-    /// {advertised_port} {raft_port} {data_dir} {wal_dir} {peers}
-    /// {s3_endpoint} {bucket} are filled per broker. The same values are
-    /// also passed as SKIFF_* environment variables.
+    /// Broker arguments; placeholders {id} {node_id} {port} {http_port}
+    /// {advertised_host} {advertised_port} {raft_port} {data_dir} {wal_dir}
+    /// {peers} {s3_endpoint} {bucket} are filled per broker. Inherited
+    /// SKIFF_* variables are not passed to brokers (they read SKIFF_<KEY>
+    /// as configuration); use --broker-env.
     #[arg(long, env = "SKIFF_SERVE_ARGS", default_value = DEFAULT_SERVE_ARGS)]
     serve_args: String,
+    /// Appended to the broker arguments when moto runs: points the broker's
+    /// object store at moto through the fault proxy.
+    #[arg(long, env = "SKIFF_S3_ARGS", default_value = DEFAULT_S3_ARGS)]
+    s3_args: String,
     /// moto's S3 server; brokers get its address (through the fault proxy)
     /// as {s3_endpoint}.
     #[arg(long, env = "SKIFF_MOTO_SERVER")]
@@ -183,6 +188,7 @@ fn run_config(a: RunArgs) -> RunConfig {
             .unwrap_or_else(|| PathBuf::from(format!("jepsen-out/{seed}"))),
         bin: a.bin,
         serve_args: a.serve_args,
+        s3_args: a.s3_args,
         moto: if a.no_moto { None } else { a.moto },
         wal_disk_bytes: a.wal_disk_mib * 1024 * 1024,
         broker_env: a.broker_env,
@@ -216,7 +222,7 @@ fn main() -> ExitCode {
     match Cli::parse().cmd {
         Cmd::Run(args) => {
             let json = args.json;
-            let cfg = run_config(args);
+            let cfg = run_config(*args);
             // librdkafka calls block now and then; keep enough workers.
             let rt = match tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(8)

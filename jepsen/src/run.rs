@@ -37,6 +37,8 @@ pub struct RunConfig {
     pub out: PathBuf,
     pub bin: PathBuf,
     pub serve_args: String,
+    /// Appended to `serve_args` when moto runs.
+    pub s3_args: String,
     pub moto: Option<PathBuf>,
     /// Size of each broker's WAL tmpfs (only mounted when disk-full is on).
     pub wal_disk_bytes: u64,
@@ -91,6 +93,7 @@ pub async fn run(cfg: &RunConfig) -> anyhow::Result<RunOutcome> {
         brokers: cfg.brokers,
         dir: cfg.out.clone(),
         template: CommandTemplate::parse(&cfg.serve_args),
+        s3_args: cfg.s3_args.clone(),
         moto: cfg.moto.clone(),
         bucket: "jepsen".into(),
         wal_disk: cfg

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use skiff_jepsen::checker::AnomalyKind;
-use skiff_jepsen::control::DEFAULT_SERVE_ARGS;
+use skiff_jepsen::control::{DEFAULT_S3_ARGS, DEFAULT_SERVE_ARGS};
 use skiff_jepsen::nemesis::FaultKind;
 use skiff_jepsen::run::{RunConfig, run, summary};
 use skiff_jepsen::workload::WorkloadConfig;
@@ -56,6 +56,7 @@ fn config(bin: PathBuf, name: &str, out: &tempfile::TempDir) -> RunConfig {
         out,
         bin,
         serve_args: std::env::var("SKIFF_SERVE_ARGS").unwrap_or_else(|_| DEFAULT_SERVE_ARGS.into()),
+        s3_args: std::env::var("SKIFF_S3_ARGS").unwrap_or_else(|_| DEFAULT_S3_ARGS.into()),
         moto: std::env::var_os("SKIFF_MOTO_SERVER")
             .map(PathBuf::from)
             .filter(|p| p.is_file()),

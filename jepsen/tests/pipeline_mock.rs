@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use skiff_jepsen::checker::AnomalyKind;
-use skiff_jepsen::control::DEFAULT_SERVE_ARGS;
+use skiff_jepsen::control::{DEFAULT_S3_ARGS, DEFAULT_SERVE_ARGS};
 use skiff_jepsen::nemesis::FaultKind;
 use skiff_jepsen::run::{RunConfig, run, summary};
 use skiff_jepsen::workload::WorkloadConfig;
@@ -25,6 +25,7 @@ fn config(out: PathBuf, faults: Vec<FaultKind>) -> RunConfig {
         out,
         bin: mock_broker(),
         serve_args: DEFAULT_SERVE_ARGS.into(),
+        s3_args: std::env::var("SKIFF_S3_ARGS").unwrap_or_else(|_| DEFAULT_S3_ARGS.into()),
         moto: None,
         wal_disk_bytes: 8 << 20,
         broker_env: Vec::new(),

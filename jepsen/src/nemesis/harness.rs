@@ -24,6 +24,9 @@ pub struct HarnessConfig {
     pub brokers: u32,
     pub dir: PathBuf,
     pub template: CommandTemplate,
+    /// Appended to the template's arguments when moto runs
+    /// ([`crate::control::DEFAULT_S3_ARGS`]).
+    pub s3_args: String,
     /// `moto_server` to run; None: the broker uses its own default store.
     pub moto: Option<PathBuf>,
     pub bucket: String,
@@ -66,11 +69,17 @@ impl Harness {
         for _ in 0..cfg.brokers {
             proxy_ports.push(free_port()?);
         }
+        let mut template = cfg.template.clone();
+        if moto.is_some() {
+            template
+                .args
+                .extend(cfg.s3_args.split_whitespace().map(str::to_string));
+        }
         let ccfg = ClusterConfig {
             bin: cfg.bin.clone(),
             brokers: cfg.brokers,
             base_dir: cfg.dir.clone(),
-            template: cfg.template.clone(),
+            template,
             s3_endpoint,
             bucket: cfg.bucket.clone(),
             extra_env: cfg.extra_env.clone(),
