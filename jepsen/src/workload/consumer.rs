@@ -1,5 +1,6 @@
 //! Consumer clients: poll ops with `assign` or `subscribe`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -90,8 +91,12 @@ pub(super) async fn run(
         ConsumerMode::Subscribe => format!("jepsen-{}-group", cfg.topic),
         _ => format!("jepsen-{}-assign-{n}", cfg.topic),
     };
+    // Next offset per partition, kept across clients of this consumer slot.
+    let mut positions = HashMap::new();
     while !stop.is_cancelled() {
-        let consumer = match make(&cfg, &group, true) {
+        // Assign-mode consumers track their own positions (no group
+        // coordinator needed); subscribe-mode ones commit to their group.
+        let consumer = match make(&cfg, &group, mode == ConsumerMode::Subscribe) {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(%e, "creating consumer");
@@ -100,7 +105,7 @@ pub(super) async fn run(
             }
         };
         let process = rec.new_process();
-        let res = session(&cfg, &rec, &stop, mode, &consumer, process).await;
+        let res = session(&cfg, &rec, &stop, mode, &consumer, process, &mut positions).await;
         close(consumer).await;
         match res {
             Err(e) => tracing::info!(%e, process, "consumer failing; new client"),
@@ -119,6 +124,7 @@ async fn session(
     mode: ConsumerMode,
     consumer: &StreamConsumer<Ctx>,
     process: u64,
+    positions: &mut HashMap<i32, i64>,
 ) -> Result<(), KafkaError> {
     let ctx = consumer.context();
     let mut seen_gen = ctx.generation.load(Ordering::SeqCst);
@@ -130,7 +136,7 @@ async fn session(
     let mut polls = 0usize;
     while !stop.is_cancelled() {
         if mode == ConsumerMode::Assign && polls.is_multiple_of(POLLS_PER_ASSIGNMENT) {
-            reassign(cfg, rec, consumer, process)?;
+            reassign(cfg, rec, consumer, process, positions)?;
         }
         polls += 1;
         rec.record(Op::new(process, OpType::Invoke, F::Poll));
@@ -165,6 +171,7 @@ async fn session(
                 });
                 rec.record(Op::new(process, OpType::Invoke, F::Poll));
             }
+            positions.insert(msg.partition(), msg.offset() + 1);
             if let Some(value) = parse_value(msg.payload()) {
                 reads.push(ReadRec {
                     topic: msg.topic().to_string(),
@@ -230,23 +237,25 @@ fn complete(
     });
 }
 
-/// Assigns a random non-empty subset of partitions from their committed
-/// offsets, and records it.
+/// Assigns a random non-empty subset of partitions, each from where this
+/// consumer slot left it (or the beginning), and records it.
 fn reassign(
     cfg: &WorkloadConfig,
     rec: &Recorder,
     consumer: &StreamConsumer<Ctx>,
     process: u64,
+    positions: &HashMap<i32, i64>,
 ) -> Result<(), KafkaError> {
     let mut rng = rand::rng();
     let k = rng.random_range(1..=cfg.partitions.max(1)) as usize;
     let chosen = (0..cfg.partitions.max(1)).choose_multiple(&mut rng, k);
     let mut tpl = TopicPartitionList::new();
     for p in &chosen {
-        tpl.add_partition_offset(&cfg.topic, *p, Offset::Stored)?;
+        let at = positions
+            .get(p)
+            .map_or(Offset::Beginning, |o| Offset::Offset(*o));
+        tpl.add_partition_offset(&cfg.topic, *p, at)?;
     }
-    // Commit what was read so the next assignment resumes near it.
-    let _ = consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Async);
     consumer.assign(&tpl)?;
     rec.record(Op {
         partitions: chosen

@@ -148,12 +148,14 @@ pub async fn setup_topic(cfg: &WorkloadConfig, timeout: Duration) -> Result<(), 
     let partitions = || {
         admin
             .inner()
-            .fetch_metadata(Some(&cfg.topic), Duration::from_secs(5))
+            // All topics: asking for one by name would auto-create it with
+            // the broker's default partition count.
+            .fetch_metadata(None, Duration::from_secs(5))
             .ok()
             .and_then(|m| {
                 m.topics()
-                    .first()
-                    .filter(|t| t.error().is_none())
+                    .iter()
+                    .find(|t| t.name() == cfg.topic && t.error().is_none())
                     .map(|t| t.partitions().len())
             })
             .unwrap_or(0)

@@ -85,6 +85,7 @@ pub(super) async fn run(
                 producer.clone(),
                 health.clone(),
                 opts.pace,
+                opts.idempotent,
             ));
         }
         while procs.join_next().await.is_some() {}
@@ -101,6 +102,7 @@ async fn process(
     producer: Arc<FutureProducer>,
     health: Arc<Health>,
     pace: Duration,
+    idempotent: bool,
 ) {
     let replace = &health.replace;
     let mut process = rec.new_process();
@@ -118,6 +120,7 @@ async fn process(
         };
         rec.record(Op {
             sends: vec![send(None)],
+            idempotent,
             ..Op::new(process, OpType::Invoke, F::Send)
         });
         let payload = value.to_string();
@@ -134,6 +137,7 @@ async fn process(
                         offset: Some(d.offset),
                         ..send(None)
                     }],
+                    idempotent,
                     ..Op::new(process, OpType::Ok, F::Send)
                 });
             }
@@ -146,6 +150,7 @@ async fn process(
                 rec.record(Op {
                     sends: vec![send(None)],
                     error: Some(e.to_string()),
+                    idempotent,
                     ..Op::new(process, kind, F::Send)
                 });
                 if kind == OpType::Info {
