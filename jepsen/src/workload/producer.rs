@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Values, WorkloadConfig, base_config, close};
 use crate::history::{F, Op, OpType, Recorder, SendRec};
 
+#[derive(Clone, Copy)]
 pub(super) struct Options {
     pub(super) idempotent: bool,
     pub(super) pace: Duration,
@@ -84,8 +85,7 @@ pub(super) async fn run(
                 stop.clone(),
                 producer.clone(),
                 health.clone(),
-                opts.pace,
-                opts.idempotent,
+                opts,
             ));
         }
         while procs.join_next().await.is_some() {}
@@ -101,9 +101,9 @@ async fn process(
     stop: CancellationToken,
     producer: Arc<FutureProducer>,
     health: Arc<Health>,
-    pace: Duration,
-    idempotent: bool,
+    opts: Options,
 ) {
+    let Options { idempotent, pace } = opts;
     let replace = &health.replace;
     let mut process = rec.new_process();
     // Spread the processes' first sends over one pace interval.
