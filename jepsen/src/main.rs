@@ -107,7 +107,7 @@ struct RunArgs {
     #[arg(long)]
     no_moto: bool,
     /// Extra environment for brokers, KEY=VALUE, repeatable; e.g.
-    /// SKIFF_UNSAFE_ACK_BEFORE_FSYNC=1 to check that the checker sees loss.
+    /// SKIFF_UNSAFE_ACK_BEFORE_FSYNC=true to check that the checker sees loss.
     #[arg(long = "broker-env", value_parser = parse_kv)]
     broker_env: Vec<(String, String)>,
     /// Size of the tmpfs under each WAL dir when disk-full is on.

@@ -5,7 +5,7 @@
 //! Knobs: `SKIFF_JEPSEN_TIME` (default 90s), `SKIFF_JEPSEN_SEED` (default 1),
 //! `SKIFF_JEPSEN_OUT` (keep the results there instead of a temp dir),
 //! `SKIFF_JEPSEN_PLANTED=1` to also run the planted-loss check, which needs a
-//! broker honouring `SKIFF_UNSAFE_ACK_BEFORE_FSYNC=1`.
+//! broker honouring `SKIFF_UNSAFE_ACK_BEFORE_FSYNC=true`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -104,7 +104,8 @@ async fn planted_ack_before_fsync_is_caught_as_lost_writes() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let mut cfg = config(bin, "planted", &tmp);
     cfg.faults = vec![FaultKind::Kill];
-    cfg.broker_env = vec![("SKIFF_UNSAFE_ACK_BEFORE_FSYNC".into(), "1".into())];
+    // The broker reads SKIFF_<KEY> as config key `unsafe_ack_before_fsync`.
+    cfg.broker_env = vec![("SKIFF_UNSAFE_ACK_BEFORE_FSYNC".into(), "true".into())];
     let outcome = run(&cfg).await.expect("harness runs");
     let text = summary(&cfg, &outcome);
     println!("{text}");
