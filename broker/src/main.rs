@@ -1,12 +1,117 @@
-//! The `skiff` command.
+//! The `skiff` command: `skiff serve` runs a broker; `skiff admin` manages a
+//! cluster over the Kafka protocol.
 
-use clap::Parser;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use skiff_broker::admin::AdminArgs;
+use skiff_broker::config::{BrokerConfig, ConfigSources};
 
 /// Skiff: a Kafka-compatible log broker whose data lives in object storage.
+///
+/// Start a single-node broker with `skiff serve` (data under ./skiff-data,
+/// Kafka listener on localhost:9092), then point any Kafka client at it.
 #[derive(Debug, Parser)]
-#[command(name = "skiff", version, about)]
-struct Cli {}
+#[command(name = "skiff", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
 
-fn main() {
-    let _cli = Cli::parse();
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run a broker. With no flags: a complete single-node cluster with a
+    /// file WAL and objects on the local disk under ./skiff-data.
+    ///
+    /// Every setting can come from a TOML file (--config), an environment
+    /// variable (SKIFF_<KEY>, sections joined with a double underscore, e.g.
+    /// SKIFF_STORAGE__UPLOAD__INTERVAL=100ms) or --set KEY=VALUE (e.g.
+    /// --set storage.upload.interval=100ms), in rising precedence. The keys
+    /// are listed in docs/config.md.
+    Serve(ServeArgs),
+    /// Administer a cluster through the Kafka protocol (works against any
+    /// broker, local or remote).
+    Admin(AdminArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// TOML configuration file.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Kafka listener address (key `listen`; default localhost:9092).
+    #[arg(long, value_name = "HOST:PORT")]
+    listen: Option<String>,
+    /// Address advertised to clients (key `advertised_listener`; default: --listen).
+    #[arg(long, value_name = "HOST:PORT")]
+    advertised_listener: Option<String>,
+    /// HTTP address for /metrics, /healthz, /readyz (key `http_listen`;
+    /// default localhost:9644; empty to disable).
+    #[arg(long, value_name = "HOST:PORT")]
+    http_listen: Option<String>,
+    /// Data directory for the WAL, metadata and local objects (key `data_dir`;
+    /// default ./skiff-data).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// This broker's id (key `node_id`; default 1).
+    #[arg(long, value_name = "ID")]
+    node_id: Option<i32>,
+    /// Set any configuration key, e.g. --set auto_create_topics_enable=false.
+    /// May be repeated.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+}
+
+impl ServeArgs {
+    fn sources(self) -> ConfigSources {
+        let mut sets = Vec::new();
+        let mut push = |k: &str, v: Option<String>| {
+            if let Some(v) = v {
+                sets.push(format!("{k}={v}"));
+            }
+        };
+        push("listen", self.listen);
+        push("advertised_listener", self.advertised_listener);
+        push("http_listen", self.http_listen);
+        push("data_dir", self.data_dir.map(|d| d.display().to_string()));
+        push("node_id", self.node_id.map(|n| n.to_string()));
+        sets.extend(self.sets);
+        ConfigSources {
+            file: self.config,
+            sets,
+            env: true,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Serve(args) => {
+            let config = match BrokerConfig::load(&args.sources()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("skiff: configuration error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            skiff_broker::telemetry::init(&config.log_level, config.log_format);
+            let rt = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("skiff: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(skiff_broker::node::serve(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("skiff: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Cmd::Admin(args) => skiff_broker::admin::run(args),
+    }
 }

@@ -105,7 +105,9 @@ pub enum CatalogError {
         current: StreamEpoch,
         held: StreamEpoch,
     },
-    #[error("stream {stream}: range {start}..{end} does not continue the committed end {end_offset}")]
+    #[error(
+        "stream {stream}: range {start}..{end} does not continue the committed end {end_offset}"
+    )]
     RangeConflict {
         stream: StreamId,
         start: u64,
@@ -339,16 +341,20 @@ impl Catalog for InMemoryCatalog {
                 o.ranges.clone()
             };
             for (stream, start, _) in ranges {
-                if let Some(s) = inner.streams.get_mut(&stream) {
-                    if s.slices.get(&start).map(|(_, o)| o) == Some(id) {
-                        s.slices.remove(&start);
-                    }
+                if let Some(s) = inner.streams.get_mut(&stream)
+                    && s.slices.get(&start).map(|(_, o)| o) == Some(id)
+                {
+                    s.slices.remove(&start);
                 }
             }
         }
         for obj in commit.objects {
             inner.reserved.remove(&obj.id.0);
-            let ranges: Vec<_> = obj.ranges.iter().map(|r| (r.stream, r.start, r.end)).collect();
+            let ranges: Vec<_> = obj
+                .ranges
+                .iter()
+                .map(|r| (r.stream, r.start, r.end))
+                .collect();
             for r in &obj.ranges {
                 let s = inner.streams.get_mut(&r.stream).expect("checked above");
                 s.slices.insert(r.start, (r.end, obj.id));
@@ -410,7 +416,8 @@ impl Catalog for InMemoryCatalog {
         epoch: StreamEpoch,
         new_start: u64,
     ) -> Result<(), CatalogError> {
-        let mut inner = self.inner.lock();
+        let mut guard = self.inner.lock();
+        let inner = &mut *guard;
         let s = inner
             .streams
             .get_mut(&stream)
@@ -442,9 +449,10 @@ impl Catalog for InMemoryCatalog {
         for id in touched {
             let streams = &inner.streams;
             if let Some(o) = inner.objects.get_mut(&id) {
-                let live = o.ranges.iter().any(|(st, _, end)| {
-                    streams.get(st).is_some_and(|s| *end > s.start)
-                });
+                let live = o
+                    .ranges
+                    .iter()
+                    .any(|(st, _, end)| streams.get(st).is_some_and(|s| *end > s.start));
                 if !live && o.deleted_at.is_none() {
                     o.deleted_at = Some(now);
                 }
@@ -486,7 +494,11 @@ impl Catalog for InMemoryCatalog {
     async fn forget_objects(&self, ids: Vec<ObjectId>) -> Result<(), CatalogError> {
         let mut inner = self.inner.lock();
         for id in ids {
-            if inner.objects.get(&id).is_some_and(|o| o.deleted_at.is_some()) {
+            if inner
+                .objects
+                .get(&id)
+                .is_some_and(|o| o.deleted_at.is_some())
+            {
                 inner.objects.remove(&id);
             }
         }

@@ -361,9 +361,11 @@ impl ClusterState {
         for t in self.topics.values_mut() {
             for (i, p) in t.partitions.iter_mut().enumerate() {
                 if p.owner == Some(broker) && p.state != PartitionState::Offline {
-                    let s = self.streams.entry(p.stream).or_default();
-                    s.epoch += 1;
-                    p.epoch = StreamEpoch(s.epoch);
+                    // The epoch stays: the fenced owner's WAL may hold
+                    // acknowledged data not yet in objects, which its
+                    // recovery commits at this epoch. Whoever reopens the
+                    // partition next bumps the epoch (AssignPartition), and
+                    // only from then on are the old owner's commits refused.
                     p.state = PartitionState::Offline;
                     changes.push(Change::Partition {
                         topic: t.name.clone(),

@@ -1,0 +1,65 @@
+//! [`Broker`]: the state every handler shares — configuration, the router,
+//! metrics, cluster metadata, this node's identity and its partitions.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use skiff_common::BrokerId;
+use tokio_util::sync::CancellationToken;
+
+use crate::cluster::Cluster;
+use crate::config::BrokerConfig;
+use crate::metrics::Metrics;
+use crate::partitions::PartitionManager;
+use crate::router::Router;
+
+/// This broker's identity in the cluster.
+#[derive(Debug)]
+pub struct NodeIdentity {
+    pub id: BrokerId,
+    /// The incarnation epoch from registration; requests to metadata that
+    /// carry an older one are fenced.
+    epoch: AtomicU64,
+    /// Advertised Kafka listener.
+    pub host: String,
+    pub port: i32,
+    pub rack: Option<String>,
+}
+
+impl NodeIdentity {
+    pub fn new(id: BrokerId, host: String, port: i32) -> Self {
+        Self {
+            id,
+            epoch: AtomicU64::new(0),
+            host,
+            port,
+            rack: None,
+        }
+    }
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+    pub fn set_epoch(&self, e: u64) {
+        self.epoch.store(e, Ordering::Release);
+    }
+}
+
+/// Shared broker state.
+#[derive(Debug)]
+pub struct Broker {
+    pub config: BrokerConfig,
+    pub router: Router,
+    pub metrics: Metrics,
+    pub cluster: Cluster,
+    pub node: NodeIdentity,
+    pub partitions: Arc<PartitionManager>,
+    /// Cancelled when the broker shuts down.
+    pub shutdown: CancellationToken,
+}
+
+impl Broker {
+    /// This broker's id as Kafka's i32.
+    pub fn id(&self) -> i32 {
+        self.node.id.0
+    }
+}

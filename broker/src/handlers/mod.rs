@@ -1,0 +1,58 @@
+//! One module per Kafka API. Each exposes a `handle` function from the typed
+//! request to an [`Admit`](crate::router::Admit) and is registered in
+//! [`ROUTES`] with the versions it serves; ApiVersions answers from that
+//! registry.
+
+use skiff_wire::kafka_protocol::messages::{ApiKey, RequestKind};
+
+use crate::router::Route;
+
+mod api_versions;
+mod configs;
+mod create_partitions;
+mod create_topics;
+mod delete_records;
+mod delete_topics;
+mod describe_cluster;
+mod fetch;
+mod list_offsets;
+mod metadata;
+mod offset_for_leader_epoch;
+mod produce;
+
+pub(crate) use fetch::read_error;
+
+/// A route for `$variant` at versions `$min..=$max`, served by `$handler`.
+macro_rules! route {
+    ($variant:ident, $min:expr, $max:expr, $handler:path) => {
+        Route {
+            api_key: ApiKey::$variant,
+            min_version: $min,
+            max_version: $max,
+            handler: |broker, ctx, body| match body {
+                RequestKind::$variant(req) => $handler(broker, ctx, req),
+                // decode_request produced the body for this key
+                _ => crate::router::ready(None),
+            },
+        }
+    };
+}
+
+/// Every API this broker serves, with the versions current clients use
+/// (librdkafka 2.x, Java 3.x/4.x, franz-go, kafka-python).
+pub const ROUTES: &[Route] = &[
+    route!(Produce, 3, 11, produce::handle),
+    route!(Fetch, 4, 16, fetch::handle),
+    route!(ListOffsets, 1, 8, list_offsets::handle),
+    route!(ApiVersions, 0, 4, api_versions::handle),
+    route!(OffsetForLeaderEpoch, 2, 4, offset_for_leader_epoch::handle),
+    route!(DeleteRecords, 0, 2, delete_records::handle),
+    route!(Metadata, 0, 12, metadata::handle),
+    route!(CreateTopics, 2, 7, create_topics::handle),
+    route!(DeleteTopics, 1, 6, delete_topics::handle),
+    route!(CreatePartitions, 0, 3, create_partitions::handle),
+    route!(DescribeConfigs, 1, 4, configs::describe),
+    route!(AlterConfigs, 0, 2, configs::alter),
+    route!(IncrementalAlterConfigs, 0, 1, configs::incremental_alter),
+    route!(DescribeCluster, 0, 1, describe_cluster::handle),
+];

@@ -1,0 +1,323 @@
+//! Produce: validate each partition's batch (Kafka's rules and error codes),
+//! hand it to the partition's stream — which assigns offsets, stamped into
+//! the batch without re-encoding — and answer once the WAL has made it
+//! durable (acks=1/all) or at once with nothing (acks=0).
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use futures::FutureExt;
+use futures::future::join_all;
+use skiff_storage::{AppendError, PendingAppend};
+use skiff_wire::kafka_protocol::error::ResponseError;
+use skiff_wire::kafka_protocol::messages::{
+    ProduceRequest, ProduceResponse, ResponseKind,
+    produce_response::{BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse},
+};
+use skiff_wire::kafka_protocol::protocol::StrBytes;
+use skiff_wire::records::{BatchMut, BatchView, ValidateOptions, single_batch};
+use tracing::debug;
+
+use crate::broker::Broker;
+use crate::cluster::now_ms;
+use crate::errors::KafkaError;
+use crate::metrics::TopicLabels;
+use crate::partitions::Partition;
+use crate::router::{Admit, RequestContext};
+use crate::topic_config::TimestampType;
+
+#[allow(
+    clippy::async_yields_async,
+    reason = "admit resolves to the respond step by design"
+)]
+pub(super) fn handle(broker: Arc<Broker>, _ctx: RequestContext, req: ProduceRequest) -> Admit {
+    async move {
+        let acks = req.acks;
+        if !matches!(acks, -1..=1) {
+            let resp = error_response(
+                req,
+                ResponseError::InvalidRequiredAcks,
+                "acks must be -1, 0 or 1",
+            );
+            return futures::future::ready(Some(ResponseKind::Produce(resp))).boxed();
+        }
+        if req.transactional_id.is_some() {
+            let resp = error_response(
+                req,
+                ResponseError::TransactionalIdAuthorizationFailed,
+                "transactions are not supported yet",
+            );
+            return futures::future::ready(Some(ResponseKind::Produce(resp))).boxed();
+        }
+        // Admission, in request order: validate and append every partition.
+        let mut topics_out = Vec::with_capacity(req.topic_data.len());
+        for t in req.topic_data {
+            let name = t.name.0.to_string();
+            let mut parts = Vec::with_capacity(t.partition_data.len());
+            for p in t.partition_data {
+                parts.push((
+                    p.index,
+                    admit_partition(&broker, &name, p.index, p.records).await,
+                ));
+            }
+            topics_out.push((t.name, t.topic_id, parts));
+        }
+        if acks == 0 {
+            return futures::future::ready(None).boxed();
+        }
+        // Response, once every append is durable.
+        async move {
+            let mut responses = Vec::with_capacity(topics_out.len());
+            for (name, topic_id, parts) in topics_out {
+                let parts = join_all(
+                    parts
+                        .into_iter()
+                        .map(|(index, outcome)| outcome.finish(index)),
+                )
+                .await;
+                responses.push(
+                    TopicProduceResponse::default()
+                        .with_name(name)
+                        .with_topic_id(topic_id)
+                        .with_partition_responses(parts),
+                );
+            }
+            Some(ResponseKind::Produce(
+                ProduceResponse::default().with_responses(responses),
+            ))
+        }
+        .boxed()
+    }
+    .boxed()
+}
+
+/// One partition's admission result.
+enum Admitted {
+    Appended {
+        pending: PendingAppend,
+        partition: Arc<Partition>,
+        log_append_time: i64,
+    },
+    Failed {
+        error: KafkaError,
+        record_errors: Vec<(i32, String)>,
+    },
+}
+
+impl Admitted {
+    fn failed(error: KafkaError) -> Self {
+        Admitted::Failed {
+            error,
+            record_errors: vec![],
+        }
+    }
+
+    async fn finish(self, index: i32) -> PartitionProduceResponse {
+        let r = PartitionProduceResponse::default().with_index(index);
+        match self {
+            Admitted::Appended {
+                pending,
+                partition,
+                log_append_time,
+            } => match pending.await {
+                Ok(res) => r
+                    .with_base_offset(res.base_offset as i64)
+                    .with_log_append_time_ms(log_append_time)
+                    .with_log_start_offset(partition.log_start_offset()),
+                Err(e) => fail(r, append_error(&e), vec![]),
+            },
+            Admitted::Failed {
+                error,
+                record_errors,
+            } => fail(r, error, record_errors),
+        }
+    }
+}
+
+fn fail(
+    r: PartitionProduceResponse,
+    e: KafkaError,
+    record_errors: Vec<(i32, String)>,
+) -> PartitionProduceResponse {
+    r.with_error_code(e.code())
+        .with_error_message(Some(StrBytes::from_string(e.message)))
+        .with_base_offset(-1)
+        .with_log_append_time_ms(-1)
+        .with_log_start_offset(-1)
+        .with_record_errors(
+            record_errors
+                .into_iter()
+                .map(|(i, m)| {
+                    BatchIndexAndErrorMessage::default()
+                        .with_batch_index(i)
+                        .with_batch_index_error_message(Some(StrBytes::from_string(m)))
+                })
+                .collect(),
+        )
+}
+
+/// The one place storage append errors become Kafka codes.
+fn append_error(e: &AppendError) -> KafkaError {
+    let code = match e {
+        AppendError::Fenced(_) | AppendError::Closed(_) => ResponseError::NotLeaderOrFollower,
+        AppendError::TooLarge { .. } => ResponseError::MessageTooLarge,
+        AppendError::Empty => ResponseError::InvalidRecord,
+        AppendError::Wal(_) => ResponseError::KafkaStorageError,
+    };
+    KafkaError::new(code, e.to_string())
+}
+
+async fn admit_partition(
+    broker: &Broker,
+    topic: &str,
+    index: i32,
+    records: Option<Bytes>,
+) -> Admitted {
+    let partition = match lookup(broker, topic, index).await {
+        Ok(p) => p,
+        Err(e) => return Admitted::failed(e),
+    };
+    let policy = partition.policy();
+    let batch = match single_batch(records.as_ref()) {
+        Ok(b) => b,
+        Err(e) => return batch_failure(e),
+    };
+    if batch.bytes().len() > policy.max_message_bytes {
+        return Admitted::failed(KafkaError::new(
+            ResponseError::MessageTooLarge,
+            format!(
+                "The batch of {} bytes is larger than max.message.bytes ({})",
+                batch.bytes().len(),
+                policy.max_message_bytes
+            ),
+        ));
+    }
+    let opts = ValidateOptions {
+        max_decompressed_bytes: broker.config.socket_request_max_bytes as usize * 4,
+        ..ValidateOptions::default()
+    };
+    let summary = match batch.validate(&opts) {
+        Ok(s) => s,
+        Err(e) => return batch_failure(e),
+    };
+    if batch.producer_id() >= 0 {
+        return Admitted::failed(KafkaError::new(
+            ResponseError::UnsupportedForMessageFormat,
+            "idempotent and transactional producers are not supported yet",
+        ));
+    }
+    let now = now_ms() as i64;
+    let log_append_time = match policy.timestamp_type {
+        TimestampType::LogAppendTime => now,
+        TimestampType::CreateTime => {
+            let ts_min = summary.min_timestamp.unwrap_or(batch.base_timestamp());
+            let ts_max = summary.max_timestamp.unwrap_or(batch.max_timestamp());
+            if !policy.timestamp_in_bounds(ts_min, now) || !policy.timestamp_in_bounds(ts_max, now)
+            {
+                return Admitted::Failed {
+                    error: KafkaError::new(
+                        ResponseError::InvalidTimestamp,
+                        "Timestamp is out of the range allowed by message.timestamp.before/after.max.ms",
+                    ),
+                    record_errors: vec![(0, "timestamp out of range".into())],
+                };
+            }
+            -1
+        }
+    };
+    let records_in_batch = summary.record_count as u32;
+    let bytes_len = batch.bytes().len() as u64;
+    let leader_epoch = partition.leader_epoch();
+    let append_time = policy.timestamp_type == TimestampType::LogAppendTime;
+    let pending = partition
+        .stream
+        .append_with(records_in_batch, |base| {
+            stamp(&batch, base, leader_epoch, append_time.then_some(now))
+        })
+        .await;
+    match pending {
+        Ok(pending) => {
+            let labels = TopicLabels {
+                topic: topic.to_string(),
+            };
+            broker
+                .metrics
+                .bytes_in
+                .get_or_create(&labels)
+                .inc_by(bytes_len);
+            broker
+                .metrics
+                .messages_in
+                .get_or_create(&labels)
+                .inc_by(u64::from(records_in_batch));
+            Admitted::Appended {
+                pending,
+                partition,
+                log_append_time,
+            }
+        }
+        Err(e) => Admitted::failed(append_error(&e)),
+    }
+}
+
+/// The batch as stored: base offset and leader epoch stamped in place (they
+/// are outside the crc); for LogAppendTime topics the max timestamp and
+/// attribute are set and the crc recomputed.
+fn stamp(batch: &BatchView, base: u64, leader_epoch: i32, append_time: Option<i64>) -> Bytes {
+    let mut buf = BytesMut::from(batch.bytes().as_ref());
+    if let Ok(mut m) = BatchMut::new(&mut buf) {
+        m.set_base_offset(base as i64);
+        m.set_partition_leader_epoch(leader_epoch);
+        if let Some(t) = append_time
+            && m.set_max_timestamp(skiff_wire::records::TimestampType::LogAppendTime, t)
+        {
+            m.update_crc();
+        }
+    }
+    buf.freeze()
+}
+
+fn batch_failure(e: skiff_wire::records::BatchError) -> Admitted {
+    let code =
+        ResponseError::try_from_code(e.error_code()).unwrap_or(ResponseError::CorruptMessage);
+    debug!(error = %e, "rejected produce batch");
+    Admitted::Failed {
+        record_errors: e
+            .record_index()
+            .map(|i| vec![(i as i32, e.to_string())])
+            .unwrap_or_default(),
+        error: KafkaError::new(code, e.to_string()),
+    }
+}
+
+/// The partition. As in Kafka, Produce does not create topics: clients
+/// learn of a missing topic here and ask Metadata, which auto-creates.
+async fn lookup(broker: &Broker, topic: &str, index: i32) -> Result<Arc<Partition>, KafkaError> {
+    broker.partitions.get(topic, index).await
+}
+
+/// The same error for every partition of a request.
+fn error_response(req: ProduceRequest, code: ResponseError, msg: &str) -> ProduceResponse {
+    let responses = req
+        .topic_data
+        .into_iter()
+        .map(|t| {
+            TopicProduceResponse::default()
+                .with_name(t.name)
+                .with_topic_id(t.topic_id)
+                .with_partition_responses(
+                    t.partition_data
+                        .into_iter()
+                        .map(|p| {
+                            fail(
+                                PartitionProduceResponse::default().with_index(p.index),
+                                KafkaError::new(code, msg),
+                                vec![],
+                            )
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    ProduceResponse::default().with_responses(responses)
+}

@@ -1,0 +1,370 @@
+//! The file WAL: segment files `<dir>/<start position, 20 digits>.wal`.
+//!
+//! A position is a byte offset in the concatenation of all segments ever
+//! written, so a segment's name says where it starts and the next one's name
+//! where it ends. One OS thread owns the current segment: it takes every
+//! queued record (up to `group_commit_max_bytes`, waiting at most
+//! `group_commit_max_delay` for more), writes them with one `write` and one
+//! `fdatasync`, then hands the group to a second thread that reports it to
+//! the sink (so applying one group overlaps the next write). A new segment is started
+//! when the current one reached `segment_bytes`, and on every start-up, so a
+//! segment is never appended to after a crash.
+//!
+//! Recovery reads segments in order. A record that fails to decode in the
+//! last segment, with no valid record anywhere after it, is a torn write: the
+//! file is truncated there. Any other bad record stops recovery with
+//! [`WalError::Corrupt`] naming the file and byte position.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+
+use super::record::{self, DecodeError, WalRecord};
+use super::{Group, RecoveredChunk, Sink, WalError};
+
+enum Msg<T> {
+    Record(WalRecord, T),
+    Shutdown,
+}
+
+/// Group-commit limits of the writer thread.
+#[derive(Debug, Clone, Copy)]
+pub struct FileWalOptions {
+    pub max_delay: Duration,
+    pub max_bytes: usize,
+    pub segment_bytes: u64,
+}
+
+type Segments = Arc<Mutex<BTreeMap<u64, PathBuf>>>;
+
+/// The running file WAL.
+pub(crate) struct FileWal<T> {
+    tx: mpsc::Sender<Msg<T>>,
+    segments: Segments,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+fn segment_path(dir: &Path, start: u64) -> PathBuf {
+    dir.join(format!("{start:020}.wal"))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), WalError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| WalError::io(dir.display(), e))
+}
+
+/// Lists segments of `dir` by start position.
+fn list_segments(dir: &Path) -> Result<BTreeMap<u64, PathBuf>, WalError> {
+    let mut out = BTreeMap::new();
+    let rd = fs::read_dir(dir).map_err(|e| WalError::io(dir.display(), e))?;
+    for entry in rd {
+        let entry = entry.map_err(|e| WalError::io(dir.display(), e))?;
+        let name = entry.file_name();
+        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".wal")) else {
+            continue;
+        };
+        if let Ok(start) = stem.parse::<u64>() {
+            out.insert(start, entry.path());
+        }
+    }
+    Ok(out)
+}
+
+/// Reads back the segments of a WAL directory, one chunk per segment.
+pub struct FileRecovery {
+    dir: PathBuf,
+    pending: Vec<(u64, PathBuf)>,
+    all: BTreeMap<u64, PathBuf>,
+    end_pos: u64,
+}
+
+impl FileRecovery {
+    /// Open `dir` (created if missing) for recovery.
+    pub fn open(dir: &Path) -> Result<Self, WalError> {
+        fs::create_dir_all(dir).map_err(|e| WalError::io(dir.display(), e))?;
+        let all = list_segments(dir)?;
+        let end_pos = all.keys().next().copied().unwrap_or(0);
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            pending: all.iter().rev().map(|(s, p)| (*s, p.clone())).collect(),
+            all,
+            end_pos,
+        })
+    }
+
+    /// Position after the last valid record read so far.
+    pub fn end_pos(&self) -> u64 {
+        self.end_pos
+    }
+
+    /// The records of the next segment, or `None` when all are read. The
+    /// last segment's torn tail is truncated.
+    pub fn next_chunk(&mut self) -> Result<Option<RecoveredChunk>, WalError> {
+        let Some((start, path)) = self.pending.pop() else {
+            return Ok(None);
+        };
+        let is_last = self.pending.is_empty();
+        let data = Bytes::from(fs::read(&path).map_err(|e| WalError::io(path.display(), e))?);
+        let mut records = Vec::new();
+        let mut at = 0usize;
+        while at < data.len() {
+            match record::decode(&data.slice(at..)) {
+                Ok((rec, len)) => {
+                    records.push(rec);
+                    at += len;
+                }
+                Err(err) => {
+                    let rest = data.slice(at..);
+                    let torn = is_last && record::any_valid_frame(&rest).is_none();
+                    if !torn {
+                        return Err(corrupt(&path, at, err));
+                    }
+                    tracing::warn!(file = %path.display(), position = at, %err,
+                        "truncating torn WAL tail");
+                    truncate(&path, at as u64)?;
+                    break;
+                }
+            }
+        }
+        self.end_pos = start + at as u64;
+        if at == 0 {
+            // Nothing valid: drop the file so the new segment can take its name.
+            fs::remove_file(&path).map_err(|e| WalError::io(path.display(), e))?;
+            self.all.remove(&start);
+            sync_dir(&self.dir)?;
+        }
+        Ok(Some(RecoveredChunk {
+            records,
+            end_pos: self.end_pos,
+        }))
+    }
+}
+
+fn corrupt(path: &Path, at: usize, err: DecodeError) -> WalError {
+    WalError::Corrupt {
+        file: path.display().to_string(),
+        position: at as u64,
+        reason: err.to_string(),
+    }
+}
+
+fn truncate(path: &Path, len: u64) -> Result<(), WalError> {
+    let f = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| WalError::io(path.display(), e))?;
+    f.set_len(len)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| WalError::io(path.display(), e))
+}
+
+struct Writer<T> {
+    dir: PathBuf,
+    opts: FileWalOptions,
+    segments: Segments,
+    file: File,
+    seg_len: u64,
+    pos: u64,
+    poisoned: Option<WalError>,
+    buf: bytes::BytesMut,
+    done: mpsc::Sender<Done<T>>,
+}
+
+/// A written (or failed) group on its way to the sink, in write order.
+enum Done<T> {
+    Durable(Vec<(WalRecord, T)>, u64),
+    Failed(Vec<(WalRecord, T)>, WalError),
+}
+
+fn report<T: Send + 'static>(rx: mpsc::Receiver<Done<T>>, sink: Sink<T>) {
+    for done in rx {
+        match done {
+            Done::Durable(group, pos) => sink.durable(group, pos),
+            Done::Failed(group, err) => sink.failed(group, err),
+        }
+    }
+}
+
+impl<T: Send + 'static> FileWal<T> {
+    /// Start writing at the end of a finished recovery.
+    pub(crate) fn start(
+        recovery: FileRecovery,
+        opts: FileWalOptions,
+        sink: Sink<T>,
+    ) -> Result<Self, WalError> {
+        let dir = recovery.dir;
+        let pos = recovery.end_pos;
+        let segments: Segments = Arc::new(Mutex::new(recovery.all));
+        let file = create_segment(&dir, pos, &segments)?;
+        let (tx, rx) = mpsc::channel();
+        let (done, done_rx) = mpsc::channel();
+        let reporter = std::thread::Builder::new()
+            .name("skiff-wal-ack".into())
+            .spawn(move || report(done_rx, sink))
+            .map_err(|e| WalError::io("wal ack thread", e))?;
+        let mut writer = Writer {
+            dir,
+            opts,
+            segments: segments.clone(),
+            file,
+            seg_len: 0,
+            pos,
+            poisoned: None,
+            buf: bytes::BytesMut::with_capacity(opts.max_bytes + 64 * 1024),
+            done,
+        };
+        let thread = std::thread::Builder::new()
+            .name("skiff-wal".into())
+            .spawn(move || {
+                writer.run(rx);
+                drop(writer); // closes the reporter's channel
+                let _ = reporter.join();
+            })
+            .map_err(|e| WalError::io("wal thread", e))?;
+        Ok(Self {
+            tx,
+            segments,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    pub(crate) fn submit(&self, record: WalRecord, tag: T) -> Result<(), (WalRecord, T)> {
+        self.tx
+            .send(Msg::Record(record, tag))
+            .map_err(|e| match e.0 {
+                Msg::Record(r, t) => (r, t),
+                Msg::Shutdown => unreachable!("only records are sent here"),
+            })
+    }
+
+    /// Delete segments that end at or below `pos` (never the current one).
+    pub(crate) fn trim(&self, pos: u64) -> Result<(), WalError> {
+        let doomed: Vec<(u64, PathBuf)> = {
+            let segs = self.segments.lock();
+            let starts: Vec<u64> = segs.keys().copied().collect();
+            starts
+                .windows(2)
+                .filter(|w| w[1] <= pos)
+                .map(|w| (w[0], segs[&w[0]].clone()))
+                .collect()
+        };
+        for (start, path) in doomed {
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(WalError::io(path.display(), e)),
+            }
+            self.segments.lock().remove(&start);
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn shutdown(&self) {
+        let _ = self.tx.send(Msg::Shutdown);
+        let handle = self.thread.lock().take();
+        if let Some(h) = handle {
+            let _ = tokio::task::spawn_blocking(move || h.join()).await;
+        }
+    }
+}
+
+fn create_segment(dir: &Path, pos: u64, segments: &Segments) -> Result<File, WalError> {
+    let path = segment_path(dir, pos);
+    let file = OpenOptions::new()
+        .create_new(true)
+        .append(true)
+        .open(&path)
+        .map_err(|e| WalError::io(path.display(), e))?;
+    sync_dir(dir)?;
+    segments.lock().insert(pos, path);
+    Ok(file)
+}
+
+impl<T: Send + 'static> Writer<T> {
+    fn run(&mut self, rx: mpsc::Receiver<Msg<T>>) {
+        let mut stop = false;
+        while !stop {
+            let mut group = Group::new();
+            match rx.recv() {
+                Ok(Msg::Record(r, t)) => group.push(r, t),
+                Ok(Msg::Shutdown) | Err(_) => break,
+            }
+            let deadline = Instant::now() + self.opts.max_delay;
+            while group.bytes < self.opts.max_bytes {
+                let msg = match rx.try_recv() {
+                    Ok(m) => m,
+                    Err(TryRecvError::Disconnected) => {
+                        stop = true;
+                        break;
+                    }
+                    Err(TryRecvError::Empty) => {
+                        let now = Instant::now();
+                        if now >= deadline {
+                            break;
+                        }
+                        match rx.recv_timeout(deadline - now) {
+                            Ok(m) => m,
+                            Err(RecvTimeoutError::Timeout) => break,
+                            Err(RecvTimeoutError::Disconnected) => {
+                                stop = true;
+                                break;
+                            }
+                        }
+                    }
+                };
+                match msg {
+                    Msg::Record(r, t) => group.push(r, t),
+                    Msg::Shutdown => {
+                        stop = true;
+                        break;
+                    }
+                }
+            }
+            self.write_group(group);
+        }
+    }
+
+    fn write_group(&mut self, group: Group<T>) {
+        if let Some(err) = &self.poisoned {
+            let _ = self.done.send(Done::Failed(group.entries, err.clone()));
+            return;
+        }
+        match self.write(&group) {
+            Ok(()) => {
+                let _ = self.done.send(Done::Durable(group.entries, self.pos));
+            }
+            Err(err) => {
+                tracing::error!(%err, "file WAL write failed; refusing further writes");
+                self.poisoned = Some(err.clone());
+                let _ = self.done.send(Done::Failed(group.entries, err));
+            }
+        }
+    }
+
+    fn write(&mut self, group: &Group<T>) -> Result<(), WalError> {
+        if self.seg_len >= self.opts.segment_bytes {
+            self.file = create_segment(&self.dir, self.pos, &self.segments)?;
+            self.seg_len = 0;
+        }
+        self.buf.clear();
+        for (r, _) in &group.entries {
+            r.encode(&mut self.buf);
+        }
+        let path = || segment_path(&self.dir, self.pos - self.seg_len);
+        self.file
+            .write_all(&self.buf)
+            .and_then(|_| self.file.sync_data())
+            .map_err(|e| WalError::io(path().display(), e))?;
+        self.seg_len += self.buf.len() as u64;
+        self.pos += self.buf.len() as u64;
+        Ok(())
+    }
+}

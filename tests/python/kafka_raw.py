@@ -1,0 +1,122 @@
+"""Raw Kafka frames for malformed-input tests.
+
+Valid record batches come from kafka-python's own builder; the request
+envelopes are written here by hand, because the point is to send bytes no
+well-behaved client would (and to corrupt them on purpose).
+"""
+import socket
+import struct
+
+from kafka.record.default_records import DefaultRecordBatchBuilder
+
+
+def string(s):
+    if s is None:
+        return struct.pack(">h", -1)
+    b = s.encode()
+    return struct.pack(">h", len(b)) + b
+
+
+def request(api_key, version, body, correlation_id=1, client_id="raw-test"):
+    """Request header v1 + body, framed."""
+    msg = struct.pack(">hhi", api_key, version, correlation_id) + string(client_id) + body
+    return struct.pack(">i", len(msg)) + msg
+
+
+def record_batch(values, base_offset=0):
+    b = DefaultRecordBatchBuilder(magic=2, compression_type=0, is_transactional=False,
+                                  producer_id=-1, producer_epoch=-1, base_sequence=-1,
+                                  batch_size=1 << 20)
+    for i, v in enumerate(values):
+        b.append(i, timestamp=1_700_000_000_000 + i, key=None, value=v, headers=[])
+    return bytes(b.build())
+
+
+def produce_v3(topic, partition, records, acks=-1):
+    body = string(None) + struct.pack(">hi", acks, 30_000)
+    body += struct.pack(">i", 1) + string(topic)
+    body += struct.pack(">i", 1) + struct.pack(">i", partition)
+    body += struct.pack(">i", len(records)) + records
+    return body
+
+
+def create_topics_v2(name, partitions, replication=1, configs=(), validate_only=False):
+    body = struct.pack(">i", 1) + string(name) + struct.pack(">ih", partitions, replication)
+    body += struct.pack(">i", 0)  # assignments
+    body += struct.pack(">i", len(configs))
+    for k, v in configs:
+        body += string(k) + string(v)
+    body += struct.pack(">i?", 30_000, validate_only)
+    return body
+
+
+class Conn:
+    def __init__(self, bootstrap, timeout=10):
+        host, port = bootstrap.rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)), timeout=timeout)
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def recv_frame(self):
+        """Returns (correlation_id, body) or None if the broker closed the connection."""
+        head = self._recv_exact(4)
+        if head is None:
+            return None
+        (n,) = struct.unpack(">i", head)
+        data = self._recv_exact(n)
+        if data is None:
+            return None
+        return struct.unpack(">i", data[:4])[0], data[4:]
+
+    def closed_by_peer(self):
+        try:
+            return self.sock.recv(1) == b""
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+
+    def _recv_exact(self, n):
+        buf = b""
+        while len(buf) < n:
+            try:
+                chunk = self.sock.recv(n - len(buf))
+            except (ConnectionResetError, BrokenPipeError):
+                return None
+            if not chunk:
+                return None
+            buf += chunk
+        return buf
+
+    def close(self):
+        self.sock.close()
+
+
+def parse_produce_v3_response(body):
+    """-> list of (topic, partition, error_code, base_offset)."""
+    out = []
+    pos = 0
+    (nt,) = struct.unpack_from(">i", body, pos); pos += 4
+    for _ in range(nt):
+        (ln,) = struct.unpack_from(">h", body, pos); pos += 2
+        name = body[pos:pos + ln].decode(); pos += ln
+        (np,) = struct.unpack_from(">i", body, pos); pos += 4
+        for _ in range(np):
+            idx, err, base, _ts = struct.unpack_from(">ihqq", body, pos); pos += 22
+            out.append((name, idx, err, base))
+    return out
+
+
+def parse_create_topics_v2_response(body):
+    """-> list of (name, error_code, message)."""
+    pos = 4  # throttle
+    (nt,) = struct.unpack_from(">i", body, pos); pos += 4
+    out = []
+    for _ in range(nt):
+        (ln,) = struct.unpack_from(">h", body, pos); pos += 2
+        name = body[pos:pos + ln].decode(); pos += ln
+        (err, ml) = struct.unpack_from(">hh", body, pos); pos += 4
+        msg = None
+        if ml >= 0:
+            msg = body[pos:pos + ml].decode(); pos += ml
+        out.append((name, err, msg))
+    return out
