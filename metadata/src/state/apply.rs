@@ -320,8 +320,8 @@ impl ClusterState {
         if rack.as_ref().is_some_and(|r| r.len() > limits::MAX_STRING) {
             return Err(CommandError::Invalid("rack too long".into()));
         }
-        // A new incarnation: partitions held by the old one lose their
-        // owner (epoch bumped), exactly as if its session had expired.
+        // A new incarnation: partitions held by the old one go offline,
+        // exactly as if its session had expired.
         if self
             .brokers
             .get(&broker)
@@ -348,8 +348,9 @@ impl ClusterState {
         })
     }
 
-    /// Fence a broker: its partitions go offline at a bumped epoch, so
-    /// anything it still commits with its old stream epochs is rejected.
+    /// Fence a broker: its requests carrying its broker epoch fail and its
+    /// partitions go offline at their current epoch (recovery of its WAL
+    /// may still commit at it); reopening a partition bumps the epoch.
     fn fence_broker(&mut self, broker: BrokerId, changes: &mut Vec<Change>) {
         if let Some(b) = self.brokers.get_mut(&broker) {
             b.state = BrokerState::Fenced;
