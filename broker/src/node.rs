@@ -20,7 +20,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use skiff_common::BrokerId;
-use skiff_metadata::net::{Rpc, RpcReply, Transport, TransportError};
 use skiff_metadata::node::MetadataNode;
 use skiff_storage::Storage;
 use skiff_storage::compaction::Compactor;
@@ -57,36 +56,11 @@ impl StorageGauges for StorageFigures {
     }
 }
 
-/// The transport of a single-voter quorum: there is nobody to call.
-struct NoPeers;
-
-#[async_trait::async_trait]
-impl Transport for NoPeers {
-    async fn call(
-        &self,
-        _from: u64,
-        target: u64,
-        _addr: &str,
-        _rpc: Rpc,
-        _timeout: Duration,
-    ) -> Result<RpcReply, TransportError> {
-        Err(TransportError::Unreachable(
-            target,
-            "single-node metadata quorum".into(),
-        ))
-    }
-}
-
-/// Start this broker's metadata node.
+/// Start this broker's metadata node: a single voter with no network by
+/// default, or a member of a multi-node quorum when `[metadata]` sets
+/// `listen_addr` and `initial_voters` or `join`.
 async fn start_metadata(config: &BrokerConfig) -> anyhow::Result<MetadataNode> {
-    let md = &config.metadata;
-    if md.listen_addr.is_some() || !md.initial_voters.is_empty() || !md.join.is_empty() {
-        anyhow::bail!(
-            "metadata.listen_addr, metadata.initial_voters and metadata.join (multi-node metadata) \
-             are not available in this build yet: run a single-node broker"
-        );
-    }
-    MetadataNode::start_with_transport(md.clone(), Arc::new(NoPeers))
+    MetadataNode::start(config.metadata.clone())
         .await
         .context("metadata node failed to start")
 }
@@ -133,6 +107,11 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let kafka_addr = kafka_listener.local_addr()?;
 
+    if config.unsafe_ack_before_fsync {
+        warn!(
+            "unsafe_ack_before_fsync is on: produce acknowledgements do not wait for the WAL; acknowledged writes WILL be lost on a crash (testing only)"
+        );
+    }
     info!(data_dir = %config.data_dir.display(), "starting metadata node");
     let metadata = start_metadata(&config).await?;
     metadata
