@@ -111,6 +111,9 @@ pub struct BrokerConfig {
     /// The metadata quorum (`[metadata]`). Its `node_id` defaults to this
     /// broker's `node_id` and its `data_dir` to `data_dir/metadata`.
     pub metadata: MetadataConfig,
+    /// The group coordinator (`[groups]`): offsets topic partitions,
+    /// initial rebalance delay, session timeout bounds.
+    pub groups: crate::groups::GroupConfig,
 }
 
 impl Default for BrokerConfig {
@@ -135,6 +138,7 @@ impl Default for BrokerConfig {
             storage: StorageConfig::default(),
             object_store: ObjectStoreConfig::default(),
             metadata: MetadataConfig::default(),
+            groups: crate::groups::GroupConfig::default(),
         }
     }
 }

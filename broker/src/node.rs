@@ -168,6 +168,7 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
         cluster,
         node,
         partitions: partitions.clone(),
+        groups: crate::groups::GroupCoordinator::new(config.groups.clone()),
         shutdown: shutdown.clone(),
         config,
     });
@@ -182,6 +183,7 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
         shutdown.clone(),
     ));
     tasks.spawn(retention::run(broker.clone(), shutdown.clone()));
+    tasks.spawn(crate::groups::run(broker.clone(), shutdown.clone()));
     partitions.reconcile().await;
     tasks.spawn(partitions.clone().run(shutdown.clone()));
     tasks.spawn(server::run(
