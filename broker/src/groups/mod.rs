@@ -175,24 +175,30 @@ impl GroupCoordinator {
                 E::NotLeaderOrFollower => E::NotCoordinator.code(),
                 _ => E::CoordinatorNotAvailable.code(),
             })?;
+        self.load(&p).await.map_err(|e| {
+            warn!(partition = index, error = %e, "replaying group state failed");
+            E::CoordinatorLoadInProgress.code()
+        })?;
+        Ok(p)
+    }
+
+    /// Replay `p` unless it was replayed at its current stream epoch.
+    async fn load(&self, p: &Partition) -> Result<(), String> {
         let want = Loaded {
             stream: p.stream.id(),
             epoch: p.stream.epoch(),
         };
-        if self.loaded.lock().get(&index) == Some(&want) {
-            return Ok(p);
+        if self.loaded.lock().get(&p.index) == Some(&want) {
+            return Ok(());
         }
-        let lock = self.lock_for(index);
+        let lock = self.lock_for(p.index);
         let _guard = lock.lock().await;
-        if self.loaded.lock().get(&index) == Some(&want) {
-            return Ok(p);
+        if self.loaded.lock().get(&p.index) == Some(&want) {
+            return Ok(());
         }
-        self.replay(&p).await.map_err(|e| {
-            warn!(partition = index, error = %e, "replaying group state failed");
-            E::CoordinatorLoadInProgress.code()
-        })?;
-        self.loaded.lock().insert(index, want);
-        Ok(p)
+        self.replay(p).await?;
+        self.loaded.lock().insert(p.index, want);
+        Ok(())
     }
 
     /// Rebuild the groups of one offsets partition from its records.
@@ -213,10 +219,17 @@ impl GroupCoordinator {
             }
             for b in batches {
                 from = b.end_offset();
-                let view = BatchView::parse(b.payload).map_err(|e| e.to_string())?;
-                let records = view.records(64 << 20).map_err(|e| e.to_string())?;
+                // A batch that is not ours (a client produced to the internal
+                // topic) is skipped rather than blocking the coordinator.
+                let records = match BatchView::parse(b.payload).and_then(|v| v.records(64 << 20)) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        warn!(offset = b.base_offset, error = %e, "skipping an unreadable offsets batch");
+                        continue;
+                    }
+                };
                 for r in records {
-                    let r = r.map_err(|e| e.to_string())?;
+                    let Ok(r) = r else { break };
                     let Some(key) = r.key else { continue };
                     match RecordKey::decode(key) {
                         Ok(k) => {
@@ -639,20 +652,10 @@ impl GroupCoordinator {
                 .unwrap_or_default()
         });
         for index in mine {
-            if let Ok(p) = broker.partitions.get(OFFSETS_TOPIC, index as i32).await {
-                let want = Loaded {
-                    stream: p.stream.id(),
-                    epoch: p.stream.epoch(),
-                };
-                if self.loaded.lock().get(&index) != Some(&want) {
-                    let lock = self.lock_for(index);
-                    let _guard = lock.lock().await;
-                    if self.loaded.lock().get(&index) != Some(&want)
-                        && self.replay(&p).await.is_ok()
-                    {
-                        self.loaded.lock().insert(index, want);
-                    }
-                }
+            if let Ok(p) = broker.partitions.get(OFFSETS_TOPIC, index as i32).await
+                && let Err(e) = self.load(&p).await
+            {
+                warn!(partition = index, error = %e, "replaying group state failed");
             }
         }
         let groups = self.groups.lock();
