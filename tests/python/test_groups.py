@@ -310,6 +310,23 @@ def heartbeat_v0(conn, group, gen, member):
     return struct.unpack_from(">h", resp, 0)[0]
 
 
+def commit_v2(conn, group, gen, member, topic="t", partition=0, offset=1):
+    body = raw.string(group) + struct.pack(">i", gen) + raw.string(member) + struct.pack(">q", -1)
+    body += struct.pack(">i", 1) + raw.string(topic) + struct.pack(">i", 1)
+    body += struct.pack(">iq", partition, offset) + raw.string("")
+    resp = call(conn, 8, 2, body)
+    pos = 4
+    (n,) = struct.unpack_from(">h", resp, pos); pos += 2 + n
+    pos += 4  # partition count
+    _p, err = struct.unpack_from(">ih", resp, pos)
+    return err
+
+
+def sync_v0(conn, group, gen, member):
+    body = raw.string(group) + struct.pack(">i", gen) + raw.string(member) + struct.pack(">i", 0)
+    return struct.unpack_from(">h", call(conn, 14, 0, body), 0)[0]
+
+
 UNKNOWN_MEMBER_ID, ILLEGAL_GENERATION, INCONSISTENT_GROUP_PROTOCOL = 25, 22, 23
 REBALANCE_IN_PROGRESS = 27
 
@@ -326,6 +343,10 @@ def test_bad_group_requests_get_kafka_codes(gbroker):
         assert err == 0 and gen == 1 and member
         assert heartbeat_v0(conn, group, gen + 5, member) == ILLEGAL_GENERATION
         assert heartbeat_v0(conn, group, gen, "someone-else") == UNKNOWN_MEMBER_ID
+        assert sync_v0(conn, group, gen + 1, member) == ILLEGAL_GENERATION
+        assert sync_v0(conn, group, gen, "someone-else") == UNKNOWN_MEMBER_ID
+        assert commit_v2(conn, group, gen, "someone-else") == UNKNOWN_MEMBER_ID
+        assert commit_v2(conn, group, gen + 1, member) == ILLEGAL_GENERATION
         err, _, _ = join_v0(conn, group, "", protocol_type="not-a-consumer")
         assert err == INCONSISTENT_GROUP_PROTOCOL
         err, _, _ = join_v0(conn, group, "", protocol_type="")
