@@ -119,6 +119,9 @@ pub struct BrokerConfig {
     /// The metadata quorum (`[metadata]`). Its `node_id` defaults to this
     /// broker's `node_id` and its `data_dir` to `data_dir/metadata`.
     pub metadata: MetadataConfig,
+    /// The group coordinator (`[groups]`): offsets topic partitions,
+    /// initial rebalance delay, session timeout bounds.
+    pub groups: crate::groups::GroupConfig,
 }
 
 impl Default for BrokerConfig {
@@ -145,6 +148,7 @@ impl Default for BrokerConfig {
             compaction: CompactionConfig::default(),
             object_store: ObjectStoreConfig::default(),
             metadata: MetadataConfig::default(),
+            groups: crate::groups::GroupConfig::default(),
         }
     }
 }

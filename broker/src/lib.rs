@@ -17,6 +17,7 @@ pub mod config;
 pub mod connection;
 pub mod controller;
 pub mod errors;
+pub mod groups;
 pub mod handlers;
 pub mod http;
 pub mod log_search;

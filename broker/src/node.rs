@@ -148,6 +148,7 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
         cluster,
         node,
         partitions: partitions.clone(),
+        groups: crate::groups::GroupCoordinator::new(config.groups.clone()),
         shutdown: shutdown.clone(),
         config,
     });
@@ -173,6 +174,7 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
             let _ = compactor.spawn(token).await;
         });
     }
+    tasks.spawn(crate::groups::run(broker.clone(), shutdown.clone()));
     partitions.reconcile().await;
     tasks.spawn(partitions.clone().run(shutdown.clone()));
     tasks.spawn(server::run(

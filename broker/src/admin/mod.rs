@@ -5,6 +5,7 @@
 //! broker could not be reached.
 
 mod client;
+mod groups;
 mod topics;
 
 use std::process::ExitCode;
@@ -47,6 +48,9 @@ pub enum AdminCommand {
     /// Create, list, describe, reconfigure, grow and delete topics.
     #[command(subcommand)]
     Topics(topics::TopicsCommand),
+    /// List, describe (with lag), reset offsets of and delete consumer groups.
+    #[command(subcommand)]
+    Groups(groups::GroupsCommand),
 }
 
 /// What a command failed with, and the exit code it maps to.
@@ -86,6 +90,9 @@ pub fn run(args: AdminArgs) -> ExitCode {
         match args.command {
             AdminCommand::Topics(cmd) => {
                 topics::run(&args.bootstrap_server, args.timeout, args.output, cmd).await
+            }
+            AdminCommand::Groups(cmd) => {
+                groups::run(&args.bootstrap_server, args.timeout, args.output, cmd).await
             }
         }
     });

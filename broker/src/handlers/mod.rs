@@ -11,14 +11,25 @@ mod api_versions;
 mod configs;
 mod create_partitions;
 mod create_topics;
+mod delete_groups;
 mod delete_records;
 mod delete_topics;
 mod describe_cluster;
+mod describe_groups;
 mod fetch;
+mod find_coordinator;
+mod heartbeat;
+mod join_group;
+mod leave_group;
+mod list_groups;
 mod list_offsets;
 mod metadata;
+mod offset_commit;
+mod offset_delete;
+mod offset_fetch;
 mod offset_for_leader_epoch;
 mod produce;
+mod sync_group;
 
 pub(crate) use fetch::read_error;
 
@@ -55,4 +66,16 @@ pub const ROUTES: &[Route] = &[
     route!(AlterConfigs, 0, 2, configs::alter),
     route!(IncrementalAlterConfigs, 0, 1, configs::incremental_alter),
     route!(DescribeCluster, 0, 1, describe_cluster::handle),
+    // consumer groups (crate::groups)
+    route!(FindCoordinator, 0, 6, find_coordinator::handle),
+    route!(JoinGroup, 0, 9, join_group::handle),
+    route!(SyncGroup, 0, 5, sync_group::handle),
+    route!(Heartbeat, 0, 4, heartbeat::handle),
+    route!(LeaveGroup, 0, 5, leave_group::handle),
+    route!(OffsetCommit, 2, 9, offset_commit::handle),
+    route!(OffsetFetch, 1, 9, offset_fetch::handle),
+    route!(DescribeGroups, 0, 6, describe_groups::handle),
+    route!(ListGroups, 0, 5, list_groups::handle),
+    route!(DeleteGroups, 0, 2, delete_groups::handle),
+    route!(OffsetDelete, 0, 0, offset_delete::handle),
 ];
