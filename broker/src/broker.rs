@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cluster::Cluster;
 use crate::config::BrokerConfig;
+use crate::fetch_session::FetchSessionCache;
 use crate::metrics::Metrics;
 use crate::partitions::PartitionManager;
 use crate::router::Router;
@@ -53,6 +54,8 @@ pub struct Broker {
     pub cluster: Cluster,
     pub node: NodeIdentity,
     pub partitions: Arc<PartitionManager>,
+    /// Incremental fetch sessions (KIP-227).
+    pub fetch_sessions: FetchSessionCache,
     /// Cancelled when the broker shuts down.
     pub shutdown: CancellationToken,
 }

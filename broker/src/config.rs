@@ -93,6 +93,9 @@ pub struct BrokerConfig {
     pub log_retention_check_interval: Duration,
     /// Most client connections served at once; further connections wait.
     pub max_connections: usize,
+    /// Most incremental fetch sessions (KIP-227) cached at once; 0 turns
+    /// sessions off (Kafka `max.incremental.fetch.session.cache.slots`).
+    pub max_incremental_fetch_session_cache_slots: usize,
     /// How long a graceful shutdown waits for in-flight requests and the WAL
     /// flush before aborting.
     #[serde(with = "humantime_serde")]
@@ -129,6 +132,7 @@ impl Default for BrokerConfig {
             log_retention_bytes: -1,
             log_retention_check_interval: Duration::from_secs(60),
             max_connections: 10_000,
+            max_incremental_fetch_session_cache_slots: 1000,
             shutdown_grace: Duration::from_secs(10),
             log_level: "info".into(),
             log_format: LogFormat::Text,

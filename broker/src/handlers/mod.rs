@@ -14,6 +14,8 @@ mod create_topics;
 mod delete_records;
 mod delete_topics;
 mod describe_cluster;
+mod describe_log_dirs;
+mod describe_topic_partitions;
 mod fetch;
 mod list_offsets;
 mod metadata;
@@ -55,4 +57,11 @@ pub const ROUTES: &[Route] = &[
     route!(AlterConfigs, 0, 2, configs::alter),
     route!(IncrementalAlterConfigs, 0, 1, configs::incremental_alter),
     route!(DescribeCluster, 0, 1, describe_cluster::handle),
+    route!(DescribeLogDirs, 1, 4, describe_log_dirs::handle),
+    route!(
+        DescribeTopicPartitions,
+        0,
+        0,
+        describe_topic_partitions::handle
+    ),
 ];
