@@ -5,9 +5,9 @@
 //! Every key has the same name everywhere. A top-level key `listen` is
 //! `listen = "..."` in TOML, `SKIFF_LISTEN` in the environment and `--listen`
 //! (or `--set listen=...`) on the command line. A key in a section, such as
-//! `storage.upload_interval`, is `[storage] upload_interval = ...` in TOML,
-//! `SKIFF_STORAGE__UPLOAD_INTERVAL` in the environment (double underscore
-//! between section and key) and `--set storage.upload_interval=...` as a flag.
+//! `storage.upload.interval`, is `[storage.upload] interval = ...` in TOML,
+//! `SKIFF_STORAGE__UPLOAD__INTERVAL` in the environment (a double underscore
+//! between levels) and `--set storage.upload.interval=...` as a flag.
 //! Where Kafka has a broker config for the same thing, the key is Kafka's name
 //! with dots written as underscores (`auto_create_topics_enable` is
 //! `auto.create.topics.enable`), and DescribeConfigs reports it under Kafka's name.

@@ -58,16 +58,22 @@ fn start(bin: &str) -> Skiff {
     let dir = tempfile::tempdir().expect("tempdir");
     let (port, http) = (free_port(), free_port());
     let bootstrap = format!("127.0.0.1:{port}");
-    let child = Command::new(bin)
-        .args(["serve", "--listen", &bootstrap])
+    let log_path = dir.path().join("broker.log");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let mut cmd = Command::new(bin);
+    cmd.args(["serve", "--listen", &bootstrap])
         .args(["--http-listen", &format!("127.0.0.1:{http}")])
         .arg("--data-dir")
-        .arg(dir.path())
-        .env_remove("SKIFF_BIN")
+        .arg(dir.path().join("data"))
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("skiff starts");
+        .stderr(log);
+    // SKIFF_* variables are broker configuration: keep the harness's out.
+    for (k, _) in std::env::vars() {
+        if k.starts_with("SKIFF_") {
+            cmd.env_remove(k);
+        }
+    }
+    let child = cmd.spawn().expect("skiff starts");
     let mut s = Skiff {
         child,
         bootstrap,
@@ -76,7 +82,8 @@ fn start(bin: &str) -> Skiff {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !ready(http) {
         if let Ok(Some(status)) = s.child.try_wait() {
-            panic!("skiff exited early: {status}");
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            panic!("skiff exited early: {status}\n{log}");
         }
         assert!(Instant::now() < deadline, "skiff not ready in 30s");
         std::thread::sleep(Duration::from_millis(50));
