@@ -12,8 +12,8 @@ use skiff_broker::router::RequestContext;
 use skiff_wire::kafka_protocol::error::ResponseError;
 use skiff_wire::kafka_protocol::messages::{
     ApiKey, CreateTopicsRequest, DescribeLogDirsRequest, DescribeTopicPartitionsRequest,
-    FetchRequest, FetchResponse, ProduceRequest, RequestHeader, RequestKind, ResponseKind,
-    TopicName,
+    DescribeTopicPartitionsResponse, FetchRequest, FetchResponse, ProduceRequest, RequestHeader,
+    RequestKind, ResponseKind, TopicName,
     create_topics_request::CreatableTopic,
     describe_log_dirs_request::DescribableLogDirTopic,
     describe_topic_partitions_request,
@@ -118,6 +118,23 @@ impl TestBroker {
             .await
         {
             ResponseKind::Fetch(r) => r,
+            _ => panic!("wrong response kind"),
+        }
+    }
+
+    async fn describe_topic_partitions(
+        &self,
+        req: DescribeTopicPartitionsRequest,
+    ) -> DescribeTopicPartitionsResponse {
+        match self
+            .call(
+                ApiKey::DescribeTopicPartitions,
+                0,
+                RequestKind::DescribeTopicPartitions(req),
+            )
+            .await
+        {
+            ResponseKind::DescribeTopicPartitions(r) => r,
             _ => panic!("wrong response kind"),
         }
     }
@@ -380,16 +397,7 @@ async fn describe_topic_partitions_paginates_and_log_dirs_sizes() {
     let mut cursor: Option<(String, i32)> = None;
     for _ in 0..10 {
         let req = page(cursor.as_ref().map(|(t, p)| (t.as_str(), *p)));
-        let ResponseKind::DescribeTopicPartitions(r) = b
-            .call(
-                ApiKey::DescribeTopicPartitions,
-                0,
-                RequestKind::DescribeTopicPartitions(req),
-            )
-            .await
-        else {
-            panic!("wrong kind")
-        };
+        let r = b.describe_topic_partitions(req).await;
         let n: usize = r.topics.iter().map(|t| t.partitions.len()).sum();
         assert!(n <= 2, "page limit respected: {n}");
         for t in &r.topics {
@@ -416,16 +424,7 @@ async fn describe_topic_partitions_paginates_and_log_dirs_sizes() {
             describe_topic_partitions_request::TopicRequest::default().with_name(topic("nope")),
         ])
         .with_response_partition_limit(10);
-    let ResponseKind::DescribeTopicPartitions(r) = b
-        .call(
-            ApiKey::DescribeTopicPartitions,
-            0,
-            RequestKind::DescribeTopicPartitions(req),
-        )
-        .await
-    else {
-        panic!("wrong kind")
-    };
+    let r = b.describe_topic_partitions(req).await;
     assert_eq!(
         r.topics[0].error_code,
         ResponseError::UnknownTopicOrPartition.code()
