@@ -22,6 +22,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
 use skiff_metadata::config::MetadataConfig;
+use skiff_storage::compaction::CompactionConfig;
 use skiff_storage::config::StorageConfig;
 use skiff_storage::store::ObjectStoreConfig;
 
@@ -105,9 +106,16 @@ pub struct BrokerConfig {
     pub log_level: String,
     /// Log line format.
     pub log_format: LogFormat,
+    /// TESTING ONLY, LOSES DATA: answer acks=1/all produce requests before
+    /// the WAL has made the batch durable. Exists so the fault-injection
+    /// harness can show that its checker catches lost writes. Never set it
+    /// in production; the broker logs a warning at start when it is on.
+    pub unsafe_ack_before_fsync: bool,
     /// Storage engine: WAL, uploads, caches (`[storage]` in TOML). Its
     /// `data_dir` defaults to this broker's `data_dir`.
     pub storage: StorageConfig,
+    /// Object compaction and garbage collection (`[compaction]`).
+    pub compaction: CompactionConfig,
     /// Where objects live (`[object_store]`): the local file system under
     /// `data_dir/objects` by default, or `url = "s3://bucket/prefix"`.
     pub object_store: ObjectStoreConfig,
@@ -136,11 +144,44 @@ impl Default for BrokerConfig {
             shutdown_grace: Duration::from_secs(10),
             log_level: "info".into(),
             log_format: LogFormat::Text,
+            unsafe_ack_before_fsync: false,
             storage: StorageConfig::default(),
+            compaction: CompactionConfig::default(),
             object_store: ObjectStoreConfig::default(),
             metadata: MetadataConfig::default(),
         }
     }
+}
+
+/// Top-level keys of [`BrokerConfig`] (sections included), for telling
+/// configuration environment variables from other `SKIFF_*` variables.
+const KEYS: &[&str] = &[
+    "node_id",
+    "listen",
+    "advertised_listener",
+    "http_listen",
+    "data_dir",
+    "auto_create_topics_enable",
+    "num_partitions",
+    "socket_request_max_bytes",
+    "message_max_bytes",
+    "log_retention_ms",
+    "log_retention_bytes",
+    "log_retention_check_interval",
+    "max_connections",
+    "shutdown_grace",
+    "log_level",
+    "log_format",
+    "unsafe_ack_before_fsync",
+    "storage",
+    "compaction",
+    "object_store",
+    "metadata",
+];
+
+/// Whether a (lower-cased, dotted) environment key names broker configuration.
+fn is_config_key(key: &str) -> bool {
+    KEYS.contains(&key.split('.').next().unwrap_or(""))
 }
 
 /// Where configuration comes from, besides the defaults.
@@ -169,10 +210,14 @@ impl BrokerConfig {
             fig = fig.merge(Toml::file(file));
         }
         if sources.env {
-            fig = fig.merge(Env::prefixed("SKIFF_").split("__").filter(|k| {
-                // SKIFF_BIN and friends belong to the test harness, not the broker.
-                !matches!(k.as_str(), "bin" | "config" | "set")
-            }));
+            // Only variables naming a broker key are configuration; others
+            // with the prefix (SKIFF_BIN, SKIFF_BOOTSTRAP_SERVER of the admin
+            // CLI, test-harness settings) are left alone.
+            fig = fig.merge(
+                Env::prefixed("SKIFF_")
+                    .split("__")
+                    .filter(|k| is_config_key(k.as_str())),
+            );
         }
         for set in &sources.sets {
             let (key, value) = set
@@ -249,6 +294,9 @@ impl BrokerConfig {
         self.storage
             .validate()
             .map_err(|e| invalid("storage", e.to_string()))?;
+        self.compaction
+            .validate()
+            .map_err(|e| invalid("compaction", e))?;
         self.object_store
             .validate()
             .map_err(|e| invalid("object_store", e.to_string()))?;
@@ -379,6 +427,15 @@ mod tests {
             BrokerConfig::load(&sets(&["novalue"])),
             Err(ConfigError::BadSet(_))
         ));
+    }
+
+    #[test]
+    fn only_broker_keys_are_read_from_the_environment() {
+        assert!(is_config_key("num_partitions"));
+        assert!(is_config_key("storage.upload.interval"));
+        assert!(!is_config_key("moto_server"));
+        assert!(!is_config_key("bootstrap_server"));
+        assert!(!is_config_key("bin"));
     }
 
     #[test]

@@ -20,9 +20,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use skiff_common::BrokerId;
-use skiff_metadata::net::{Rpc, RpcReply, Transport, TransportError};
 use skiff_metadata::node::MetadataNode;
 use skiff_storage::Storage;
+use skiff_storage::compaction::Compactor;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -57,36 +57,11 @@ impl StorageGauges for StorageFigures {
     }
 }
 
-/// The transport of a single-voter quorum: there is nobody to call.
-struct NoPeers;
-
-#[async_trait::async_trait]
-impl Transport for NoPeers {
-    async fn call(
-        &self,
-        _from: u64,
-        target: u64,
-        _addr: &str,
-        _rpc: Rpc,
-        _timeout: Duration,
-    ) -> Result<RpcReply, TransportError> {
-        Err(TransportError::Unreachable(
-            target,
-            "single-node metadata quorum".into(),
-        ))
-    }
-}
-
-/// Start this broker's metadata node.
+/// Start this broker's metadata node: a single voter with no network by
+/// default, or a member of a multi-node quorum when `[metadata]` sets
+/// `listen_addr` and `initial_voters` or `join`.
 async fn start_metadata(config: &BrokerConfig) -> anyhow::Result<MetadataNode> {
-    let md = &config.metadata;
-    if md.listen_addr.is_some() || !md.initial_voters.is_empty() || !md.join.is_empty() {
-        anyhow::bail!(
-            "metadata.listen_addr, metadata.initial_voters and metadata.join (multi-node metadata) \
-             are not available in this build yet: run a single-node broker"
-        );
-    }
-    MetadataNode::start_with_transport(md.clone(), Arc::new(NoPeers))
+    MetadataNode::start(config.metadata.clone())
         .await
         .context("metadata node failed to start")
 }
@@ -133,6 +108,11 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let kafka_addr = kafka_listener.local_addr()?;
 
+    if config.unsafe_ack_before_fsync {
+        warn!(
+            "unsafe_ack_before_fsync is on: produce acknowledgements do not wait for the WAL; acknowledged writes WILL be lost on a crash (testing only)"
+        );
+    }
     info!(data_dir = %config.data_dir.display(), "starting metadata node");
     let metadata = start_metadata(&config).await?;
     metadata
@@ -149,7 +129,7 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
         .context("object store")?;
     let catalog = Arc::new(MetadataCatalog::new(cluster.clone()));
     let storage = Arc::new(
-        Storage::open(config.storage.clone(), built.store.clone(), catalog)
+        Storage::open(config.storage.clone(), built.store.clone(), catalog.clone())
             .await
             .context("storage failed to open")?,
     );
@@ -187,6 +167,17 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
         shutdown.clone(),
     ));
     tasks.spawn(retention::run(broker.clone(), shutdown.clone()));
+    if broker.config.compaction.enabled {
+        let compactor = Compactor::new(
+            catalog,
+            built.store.clone(),
+            broker.config.compaction.clone(),
+        );
+        let token = shutdown.clone();
+        tasks.spawn(async move {
+            let _ = compactor.spawn(token).await;
+        });
+    }
     partitions.reconcile().await;
     tasks.spawn(partitions.clone().run(shutdown.clone()));
     tasks.spawn(server::run(

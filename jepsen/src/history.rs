@@ -14,6 +14,7 @@
 //!
 //! * `send`: `sends` holds exactly one record; the completion carries its offset
 //!   when the broker acknowledged it.
+//!   `idempotent` marks producers with `enable.idempotence=true`.
 //! * `txn`: a transactional batch; `sends` holds its records. `ok` = committed,
 //!   `fail` = definitely aborted, `info` = unknown.
 //! * `poll`: `reads` holds the records returned, in delivery order.
@@ -140,6 +141,10 @@ pub struct Op {
     /// `final_read`: the high watermark per partition it had to reach.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub end_offsets: Vec<EndOffset>,
+    /// `send`: the producer had `enable.idempotence=true`. Without it, a
+    /// retried send may legitimately be written twice (at-least-once).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub idempotent: bool,
     /// The consumer used `isolation.level=read_committed`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub read_committed: bool,
@@ -160,6 +165,7 @@ impl Op {
             reads: Vec::new(),
             partitions: Vec::new(),
             end_offsets: Vec::new(),
+            idempotent: false,
             read_committed: false,
             error: None,
         }

@@ -28,7 +28,10 @@
 pub mod checker;
 pub mod control;
 pub mod history;
+pub mod nemesis;
 pub mod proxy;
+pub mod run;
+pub mod workload;
 
 use std::path::PathBuf;
 

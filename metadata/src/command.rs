@@ -184,6 +184,10 @@ pub enum Command {
         name: String,
         level: u16,
     },
+    /// Several commands in one log entry (group commit). Each is validated
+    /// and applied on its own, in order, as if it had its own entry; the
+    /// answer is [`Output::Batch`] with one response per command.
+    Batch(Vec<Command>),
 }
 
 /// What a successfully applied command returns.
@@ -211,6 +215,8 @@ pub enum Output {
         start: u64,
         end: u64,
     },
+    /// One response per command of a [`Command::Batch`].
+    Batch(Vec<Response>),
 }
 
 /// Why a command was rejected. Nothing of a rejected command is applied.
@@ -293,4 +299,6 @@ pub mod limits {
     pub const MAX_TOPIC_NAME: usize = 249;
     /// Longest config key or value, listener host, rack.
     pub const MAX_STRING: usize = 4096;
+    /// Most commands in one batch entry.
+    pub const MAX_BATCH: usize = 4096;
 }

@@ -27,7 +27,7 @@ pub struct MetadataConfig {
     /// This node's id in the metadata quorum; unique in the cluster.
     pub node_id: NodeId,
     /// Address the Raft TCP listener binds (`host:port`). `None` runs no
-    /// listener: only valid for a single-node cluster.
+    /// listener: only a single-node cluster can run without one.
     pub listen_addr: Option<String>,
     /// Address other nodes use to reach this one; defaults to `listen_addr`.
     pub advertised_addr: Option<String>,
@@ -128,10 +128,6 @@ impl MetadataConfig {
                 "set initial_voters (new cluster) or join (existing cluster), not both".into(),
             );
         }
-        let multi = self.initial_voters.len() > 1 || !self.join.is_empty();
-        if multi && self.listen_addr.is_none() {
-            return Err("a multi-node cluster needs listen_addr".into());
-        }
         if !self.initial_voters.is_empty()
             && !self.initial_voters.iter().any(|p| p.id == self.node_id)
         {
@@ -199,10 +195,13 @@ mod tests {
             },
             MetadataConfig {
                 join: vec!["a:1".into()],
+                initial_voters: vec![Peer {
+                    id: 1,
+                    addr: "x:1".into(),
+                }],
                 ..Default::default()
             },
             MetadataConfig {
-                listen_addr: Some("127.0.0.1:0".into()),
                 initial_voters: vec![
                     Peer {
                         id: 2,

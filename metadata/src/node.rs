@@ -17,13 +17,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::error::{
+    ChangeMembershipError, CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError,
+};
 use openraft::{ChangeMembers, ServerState};
-use tokio::sync::broadcast;
+use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::command::{Command, CommandError, Output};
+use crate::command::{Command, CommandError, Output, limits};
 use crate::config::MetadataConfig;
 use crate::error::{MetadataError, StartError};
 use crate::net::{NetworkFactory, Rpc, RpcHandler, RpcReply, Transport};
@@ -40,6 +42,15 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// A command waiting to be proposed, with where its answer goes.
+type Proposal = (Command, oneshot::Sender<Result<Output, MetadataError>>);
+
+/// Proposals queued before writers wait (backpressure).
+const PROPOSAL_QUEUE: usize = 8192;
+/// Batches in flight at once; while they are, new proposals accumulate
+/// into the next batch (group commit).
+const BATCHES_IN_FLIGHT: usize = 2;
+
 pub(crate) struct Inner {
     pub(crate) id: NodeId,
     pub(crate) raft: Raft,
@@ -48,6 +59,8 @@ pub(crate) struct Inner {
     pub(crate) config: MetadataConfig,
     /// Set on a leader handing leadership over: it stops taking writes.
     transferring: AtomicBool,
+    /// Commands to propose on the local Raft, batched by the proposer task.
+    proposals: mpsc::Sender<Proposal>,
     cancel: CancellationToken,
     tasks: TaskTracker,
 }
@@ -80,6 +93,44 @@ fn fatal(e: impl std::fmt::Display) -> MetadataError {
 }
 
 impl MetadataNode {
+    /// Start a node as configured: with `listen_addr`, serve peers over TCP
+    /// (a port of 0 picks a free one, advertised unless `advertised_addr`
+    /// is set); without it, run a single-node cluster with no network.
+    pub async fn start(mut config: MetadataConfig) -> Result<Self, StartError> {
+        let Some(listen) = config.listen_addr.clone() else {
+            if config.initial_voters.len() > 1 || !config.join.is_empty() {
+                return Err(StartError::Config(
+                    "a multi-node cluster needs listen_addr".into(),
+                ));
+            }
+            return Self::start_with_transport(config, Arc::new(crate::net::tcp::NoNetwork)).await;
+        };
+        let listen_err = |source| StartError::Listen {
+            addr: listen.clone(),
+            source,
+        };
+        let listener = tokio::net::TcpListener::bind(&listen)
+            .await
+            .map_err(listen_err)?;
+        let local = listener.local_addr().map_err(listen_err)?;
+        if config.advertised_addr.is_none() {
+            config.advertised_addr = Some(local.to_string());
+        }
+        let max_frame = config.max_frame_bytes;
+        let transport = Arc::new(crate::net::tcp::TcpTransport::new(max_frame));
+        let node = Self::start_with_transport(config, transport).await?;
+        let (handler, cancel) = (node.handler(), node.inner.cancel.clone());
+        node.inner
+            .tasks
+            .spawn(crate::net::tcp::serve(listener, handler, max_frame, cancel));
+        Ok(node)
+    }
+
+    /// The address peers reach this node at.
+    pub fn advertised_addr(&self) -> String {
+        self.inner.config.advertised()
+    }
+
     /// Start a node with `transport` for talking to its peers, recovering
     /// from `config.data_dir`. On first start it bootstraps or joins the
     /// cluster as configured. Serving RPCs from peers is the caller's part:
@@ -114,6 +165,7 @@ impl MetadataNode {
         let raft = Raft::new(config.node_id, raft_config, network, log, sm)
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
+        let (proposals, proposal_rx) = mpsc::channel(PROPOSAL_QUEUE);
         let inner = Arc::new(Inner {
             id: config.node_id,
             raft,
@@ -121,10 +173,15 @@ impl MetadataNode {
             transport,
             config,
             transferring: AtomicBool::new(false),
+            proposals,
             cancel: CancellationToken::new(),
             tasks: TaskTracker::new(),
         });
         let node = Self { inner };
+        let n = node.clone();
+        node.inner
+            .tasks
+            .spawn(async move { n.proposer(proposal_rx).await });
         let initialized = node
             .inner
             .raft
@@ -329,6 +386,12 @@ impl MetadataNode {
                         Ok(RpcReply::Write(Ok(resp))) => return resp.map_err(MetadataError::from),
                         Ok(RpcReply::Write(Err(MetadataError::NotLeader { .. })))
                         | Err(crate::net::TransportError::Unreachable(..)) => {}
+                        // The leader's own node failed: the outcome is unknown here.
+                        Ok(RpcReply::Write(Err(MetadataError::Fatal(e)))) => {
+                            return Err(MetadataError::Unavailable(format!(
+                                "leader {id} failed: {e}"
+                            )));
+                        }
                         Ok(RpcReply::Write(Err(e))) => return Err(e),
                         Ok(other) => return Err(fatal(format!("unexpected reply {other:?}"))),
                         Err(e) => return Err(MetadataError::Unavailable(e.to_string())),
@@ -342,7 +405,7 @@ impl MetadataNode {
         }
     }
 
-    /// Propose on the local Raft only.
+    /// Propose on the local Raft only (through the batching proposer).
     pub(crate) async fn write_local(
         &self,
         cmd: Command,
@@ -354,19 +417,49 @@ impl MetadataNode {
                 leader_addr: None,
             });
         }
-        match tokio::time::timeout(timeout, self.inner.raft.client_write(cmd)).await {
+        let (tx, rx) = oneshot::channel();
+        let send = tokio::time::timeout(timeout, self.inner.proposals.send((cmd, tx)));
+        match send.await {
+            Err(_) => return Err(MetadataError::Unavailable("proposal queue full".into())),
+            Ok(Err(_)) => return Err(fatal("node stopped")),
+            Ok(Ok(())) => {}
+        }
+        match tokio::time::timeout(timeout, rx).await {
             Err(_) => Err(MetadataError::Unavailable("write timed out".into())),
-            Ok(Ok(resp)) => resp.data.map_err(MetadataError::from),
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
-                Err(MetadataError::NotLeader {
-                    leader_id: f.leader_id,
-                    leader_addr: f.leader_node.map(|n| n.addr),
-                })
+            Ok(Err(_)) => Err(fatal("node stopped")),
+            Ok(Ok(r)) => r,
+        }
+    }
+
+    /// Group commit: openraft 0.9 flushes the log once per proposal, so
+    /// concurrent commands are packed into one [`Command::Batch`] entry —
+    /// one append, one fsync, many commands. A batch is cut whenever a
+    /// slot frees up, so a lone command waits for nothing.
+    async fn proposer(&self, mut rx: mpsc::Receiver<Proposal>) {
+        let slots = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
+        loop {
+            let Ok(permit) = slots.clone().acquire_owned().await else {
+                return;
+            };
+            let first = tokio::select! {
+                _ = self.inner.cancel.cancelled() => return,
+                p = rx.recv() => match p {
+                    Some(p) => p,
+                    None => return,
+                },
+            };
+            let mut batch = vec![first];
+            while batch.len() < limits::MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(p) => batch.push(p),
+                    Err(_) => break,
+                }
             }
-            Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
-                Err(MetadataError::Membership(e.to_string()))
-            }
-            Ok(Err(RaftError::Fatal(e))) => Err(fatal(e)),
+            let raft = self.inner.raft.clone();
+            self.inner.tasks.spawn(async move {
+                propose(&raft, batch).await;
+                drop(permit);
+            });
         }
     }
 
@@ -375,12 +468,7 @@ impl MetadataNode {
     pub(crate) async fn read_index_local(&self) -> Result<u64, MetadataError> {
         match self.inner.raft.ensure_linearizable().await {
             Ok(log_id) => Ok(log_id.map(|l| l.index).unwrap_or(0)),
-            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
-                Err(MetadataError::NotLeader {
-                    leader_id: f.leader_id,
-                    leader_addr: f.leader_node.map(|n| n.addr),
-                })
-            }
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => Err(not_leader(f)),
             Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) => {
                 Err(MetadataError::Unavailable(e.to_string()))
             }
@@ -464,37 +552,51 @@ impl MetadataNode {
         (voters, learners)
     }
 
-    fn membership_err(e: RaftError<NodeId, ClientWriteError<NodeId, Node>>) -> MetadataError {
-        match e {
-            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => MetadataError::NotLeader {
-                leader_id: f.leader_id,
-                leader_addr: f.leader_node.map(|n| n.addr),
-            },
-            RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
-                MetadataError::Membership(e.to_string())
+    /// Run a membership change, waiting out one that is still in progress.
+    async fn change(&self, changes: ChangeMembers<NodeId, Node>) -> Result<(), MetadataError> {
+        let deadline = Instant::now() + self.inner.config.request_timeout;
+        loop {
+            match self
+                .inner
+                .raft
+                .change_membership(changes.clone(), false)
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                    ChangeMembershipError::InProgress(_),
+                ))) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => return Err(write_err(e)),
             }
-            RaftError::Fatal(e) => fatal(e),
         }
     }
 
     /// Add a learner (on the leader); returns once it has caught up.
     pub async fn add_learner(&self, id: NodeId, addr: String) -> Result<(), MetadataError> {
-        self.inner
-            .raft
-            .add_learner(id, Node { addr }, true)
-            .await
-            .map(|_| ())
-            .map_err(Self::membership_err)
+        let deadline = Instant::now() + self.inner.config.request_timeout;
+        loop {
+            match self
+                .inner
+                .raft
+                .add_learner(id, Node { addr: addr.clone() }, true)
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                    ChangeMembershipError::InProgress(_),
+                ))) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => return Err(write_err(e)),
+            }
+        }
     }
 
     /// Promote learners to voters (on the leader).
     pub async fn promote(&self, ids: BTreeSet<NodeId>) -> Result<(), MetadataError> {
-        self.inner
-            .raft
-            .change_membership(ChangeMembers::AddVoterIds(ids), false)
-            .await
-            .map(|_| ())
-            .map_err(Self::membership_err)
+        self.change(ChangeMembers::AddVoterIds(ids)).await
     }
 
     /// Remove members (voters or learners) from the cluster (on the leader).
@@ -503,18 +605,10 @@ impl MetadataNode {
         let v: BTreeSet<NodeId> = ids.intersection(&voters).copied().collect();
         let l: BTreeSet<NodeId> = ids.intersection(&learners).copied().collect();
         if !v.is_empty() {
-            self.inner
-                .raft
-                .change_membership(ChangeMembers::RemoveVoters(v), false)
-                .await
-                .map_err(Self::membership_err)?;
+            self.change(ChangeMembers::RemoveVoters(v)).await?;
         }
         if !l.is_empty() {
-            self.inner
-                .raft
-                .change_membership(ChangeMembers::RemoveNodes(l), false)
-                .await
-                .map_err(Self::membership_err)?;
+            self.change(ChangeMembers::RemoveNodes(l)).await?;
         }
         Ok(())
     }
@@ -601,6 +695,57 @@ impl MetadataNode {
         if let Err(e) = self.inner.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");
         }
+    }
+}
+
+/// Propose one batch and hand every command its own answer.
+async fn propose(raft: &Raft, mut batch: Vec<Proposal>) {
+    if batch.len() == 1 {
+        let (cmd, tx) = batch.pop().expect("one element");
+        let _ = tx.send(client_write(raft, cmd).await);
+        return;
+    }
+    let (cmds, txs): (Vec<Command>, Vec<_>) = batch.into_iter().unzip();
+    match client_write(raft, Command::Batch(cmds)).await {
+        Ok(Output::Batch(responses)) if responses.len() == txs.len() => {
+            for (tx, r) in txs.into_iter().zip(responses) {
+                let _ = tx.send(r.map_err(MetadataError::from));
+            }
+        }
+        Ok(other) => {
+            for tx in txs {
+                let _ = tx.send(Err(fatal(format!("unexpected batch output {other:?}"))));
+            }
+        }
+        Err(e) => {
+            for tx in txs {
+                let _ = tx.send(Err(e.clone()));
+            }
+        }
+    }
+}
+
+async fn client_write(raft: &Raft, cmd: Command) -> Result<Output, MetadataError> {
+    match raft.client_write(cmd).await {
+        Ok(resp) => resp.data.map_err(MetadataError::from),
+        Err(e) => Err(write_err(e)),
+    }
+}
+
+fn not_leader(f: ForwardToLeader<NodeId, Node>) -> MetadataError {
+    MetadataError::NotLeader {
+        leader_id: f.leader_id,
+        leader_addr: f.leader_node.map(|n| n.addr),
+    }
+}
+
+fn write_err(e: RaftError<NodeId, ClientWriteError<NodeId, Node>>) -> MetadataError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => not_leader(f),
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
+            MetadataError::Membership(e.to_string())
+        }
+        RaftError::Fatal(e) => fatal(e),
     }
 }
 

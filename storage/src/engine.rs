@@ -37,7 +37,10 @@ pub(crate) struct Shared {
     streams: Mutex<HashMap<StreamId, Arc<StreamState>>>,
 }
 
-/// The storage engine. Create one per process with [`Storage::open`].
+/// The storage engine. Create one per process with [`Storage::open`] and end
+/// it with [`Storage::shutdown`] (or [`Storage::abort`]): the WAL writer
+/// threads and upload tasks run until then, dropping the value does not stop
+/// them.
 pub struct Storage {
     shared: Arc<Shared>,
     tasks: TaskTracker,
@@ -254,11 +257,12 @@ impl Shared {
             .cloned()
     }
 
-    /// Another owner holds `stream`: stop writing it.
+    /// Another owner holds `stream`: stop writing it, and let it be opened
+    /// again (at a newer epoch) without a close.
     pub(crate) fn fence(&self, stream: StreamId, epoch: StreamEpoch) {
         if let Some(s) = self.stream_at(stream, epoch) {
             s.set_status(Status::Fenced);
-            self.log_cache.remove(stream);
+            self.forget(&s);
         }
     }
 

@@ -229,7 +229,7 @@ async fn sealer(shared: Arc<Shared>, tx: mpsc::UnboundedSender<Job>) {
             },
             _ = up.cancel.cancelled() => return,
         };
-        let Some(built) = build_objects(&shared, &seal).await else {
+        let Some((seal, built)) = build_objects(&shared, seal).await else {
             return; // cancelled
         };
         let objects = built
@@ -249,10 +249,11 @@ async fn sealer(shared: Arc<Shared>, tx: mpsc::UnboundedSender<Job>) {
     }
 }
 
-/// Reserve ids and encode the seal's objects.
-async fn build_objects(shared: &Shared, seal: &Seal) -> Option<Vec<Built>> {
+/// Reserve ids and encode the seal's objects (on a blocking thread: it
+/// copies and checksums megabytes, which would stall the async workers).
+async fn build_objects(shared: &Shared, seal: Seal) -> Option<(Seal, Vec<Built>)> {
     let big = shared.config.upload.stream_object_bytes;
-    let own: Vec<StreamId> = seal
+    let own: HashSet<StreamId> = seal
         .streams
         .iter()
         .filter(|(_, s)| s.bytes >= big)
@@ -264,22 +265,21 @@ async fn build_objects(shared: &Shared, seal: &Seal) -> Option<Vec<Built>> {
         shared.catalog.reserve_object_ids(count)
     })
     .await?;
-    let mut ids = ids.map(ObjectId);
-    let mut out = Vec::new();
-    for stream in &own {
-        let id = ids.next()?;
-        out.push(encode(
-            id,
-            ObjectKind::Stream,
-            seal.streams.range(*stream..=*stream),
-        ));
-    }
-    if shared_count == 1 {
-        let id = ids.next()?;
-        let rest = seal.streams.iter().filter(|(id, _)| !own.contains(id));
-        out.push(encode(id, ObjectKind::StreamSet, rest));
-    }
-    Some(out)
+    let job = move || {
+        let mut ids = ids.map(ObjectId);
+        let mut out = Vec::new();
+        for (stream, s) in seal.streams.iter().filter(|(id, _)| own.contains(id)) {
+            let id = ids.next()?;
+            out.push(encode(id, ObjectKind::Stream, std::iter::once((stream, s))));
+        }
+        if shared_count == 1 {
+            let id = ids.next()?;
+            let rest = seal.streams.iter().filter(|(id, _)| !own.contains(id));
+            out.push(encode(id, ObjectKind::StreamSet, rest));
+        }
+        Some((seal, out))
+    };
+    tokio::task::spawn_blocking(job).await.ok().flatten()
 }
 
 fn encode<'a>(

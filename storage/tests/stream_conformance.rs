@@ -262,7 +262,7 @@ async fn old_owner_is_fenced(env: &Env) -> Result<()> {
     append_n(&s, 5, 0).await?;
     st.flush().await;
     // Metadata hands the stream to someone else without a close.
-    let _new = env.catalog.open_stream(StreamId(40));
+    let new = env.catalog.open_stream(StreamId(40));
     let ack = s.append(1, Bytes::from_static(b"late")).await?.await?;
     st.flush().await;
     let err = s.append(1, Bytes::from_static(b"later")).await.unwrap_err();
@@ -273,6 +273,9 @@ async fn old_owner_is_fenced(env: &Env) -> Result<()> {
         meta.end_offset == ack.base_offset,
         "the fenced append is not committed"
     );
+    // The stream can come back to this node at the new epoch.
+    let again = st.open_stream(StreamId(40), new).await?;
+    ensure!(again.end_offset() == meta.end_offset);
     st.shutdown().await;
     Ok(())
 }

@@ -97,6 +97,10 @@ enum Admitted {
         pending: PendingAppend,
         partition: Arc<Partition>,
         log_append_time: i64,
+        /// The offset assigned at admission.
+        base_offset: u64,
+        /// `unsafe_ack_before_fsync`: answer without waiting for the WAL.
+        unsafe_early_ack: bool,
     },
     Failed {
         error: KafkaError,
@@ -119,9 +123,17 @@ impl Admitted {
                 pending,
                 partition,
                 log_append_time,
-            } => match pending.await {
-                Ok(res) => r
-                    .with_base_offset(res.base_offset as i64)
+                base_offset,
+                unsafe_early_ack,
+            } => match if unsafe_early_ack {
+                // The planted fault: the WAL finishes in the background.
+                drop(pending);
+                Ok(base_offset)
+            } else {
+                pending.await.map(|res| res.base_offset)
+            } {
+                Ok(base) => r
+                    .with_base_offset(base as i64)
                     .with_log_append_time_ms(log_append_time)
                     .with_log_start_offset(partition.log_start_offset()),
                 Err(e) => fail(r, append_error(&e), vec![]),
@@ -229,9 +241,11 @@ async fn admit_partition(
     let bytes_len = batch.bytes().len() as u64;
     let leader_epoch = partition.leader_epoch();
     let append_time = policy.timestamp_type == TimestampType::LogAppendTime;
+    let mut base_offset = 0;
     let pending = partition
         .stream
         .append_with(records_in_batch, |base| {
+            base_offset = base;
             stamp(&batch, base, leader_epoch, append_time.then_some(now))
         })
         .await;
@@ -254,6 +268,8 @@ async fn admit_partition(
                 pending,
                 partition,
                 log_append_time,
+                base_offset,
+                unsafe_early_ack: broker.config.unsafe_ack_before_fsync,
             }
         }
         Err(e) => Admitted::failed(append_error(&e)),

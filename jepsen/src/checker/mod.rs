@@ -19,7 +19,7 @@
 //! |---|---|
 //! | lost | acked, but absent from a complete final read (or below the point an incomplete one reached) |
 //! | unseen | acked, never read, and the final read of its partition did not finish |
-//! | duplicate | one value at two (partition, offset) places; `info` sends too: they may appear, never twice |
+//! | duplicate | one value at two (partition, offset) places; `info` sends too: they may appear, never twice. Sends of non-idempotent producers are exempt (at-least-once retries) and only counted |
 //! | inconsistent_offset | two values at one (partition, offset) |
 //! | non_monotonic | a poll stream's offset did not increase |
 //! | skipped | a poll stream jumped over an offset where some read saw a record it should see |
@@ -46,6 +46,8 @@ struct Write {
     partition: Partition,
     outcome: OpType,
     txn: bool,
+    /// Sent by an idempotent producer (or in a transaction).
+    idempotent: bool,
     /// History index of the completion (or of the invoke when none).
     op: u64,
     acked_offset: Option<i64>,
@@ -166,6 +168,7 @@ impl Checker {
                     partition: s.partition(),
                     outcome,
                     txn,
+                    idempotent: txn || invoke.idempotent,
                     op: done.index,
                     acked_offset,
                 },
@@ -211,9 +214,15 @@ impl Checker {
         }
     }
 
-    fn duplicates(&self, out: &mut Vec<Anomaly>) {
+    fn duplicates(&mut self, out: &mut Vec<Anomaly>) {
         for (value, places) in &self.seen_at {
             if places.len() > 1 {
+                // Kafka's at-least-once: a non-idempotent producer's retry
+                // may be written twice. Counted, not an anomaly.
+                if self.writes.get(value).is_some_and(|w| !w.idempotent) {
+                    self.counts.duplicates_non_idempotent += 1;
+                    continue;
+                }
                 out.push(Anomaly::Duplicate {
                     value: *value,
                     sightings: places

@@ -218,6 +218,10 @@ pub struct Counts {
     pub records_polled: usize,
     pub final_records: usize,
     pub nemesis: usize,
+    /// Values of non-idempotent sends written more than once: allowed by
+    /// Kafka's at-least-once semantics, so not an anomaly.
+    #[serde(default)]
+    pub duplicates_non_idempotent: usize,
 }
 
 /// The checker's verdict over one history.
@@ -274,6 +278,13 @@ impl Report {
             c.records_polled,
             c.nemesis
         );
+        if c.duplicates_non_idempotent > 0 {
+            let _ = writeln!(
+                s,
+                "non-idempotent sends written twice (at-least-once, allowed): {}",
+                c.duplicates_non_idempotent
+            );
+        }
         let complete = self.coverage.iter().filter(|c| c.complete).count();
         let _ = writeln!(
             s,

@@ -65,10 +65,12 @@ impl H {
         };
         self.push(Op {
             sends: sends(false),
+            idempotent: true,
             ..Op::new(process, OpType::Invoke, f)
         });
         self.push(Op {
             sends: sends(outcome == OpType::Ok),
+            idempotent: true,
             ..Op::new(process, outcome, f)
         })
     }
@@ -321,6 +323,20 @@ fn unknown_send_seen_twice_is_a_duplicate() {
     h.send(0, 0, 100, OpType::Info, None);
     h.final_read(9, &[(0, 2)], &[(0, 0, 100), (0, 1, 100)], true);
     only(&check(&h.ops), AnomalyKind::Duplicate);
+}
+
+#[test]
+fn non_idempotent_retry_written_twice_is_counted_not_reported() {
+    let mut h = H::default();
+    h.send(0, 0, 100, OpType::Ok, Some(1));
+    for op in &mut h.ops {
+        op.idempotent = false;
+    }
+    h.final_read(9, &[(0, 2)], &[(0, 0, 100), (0, 1, 100)], true);
+    let r = check(&h.ops);
+    assert!(r.valid, "{}", r.summary(5));
+    assert_eq!(r.counts.duplicates_non_idempotent, 1);
+    assert!(r.summary(5).contains("written twice"));
 }
 
 #[test]

@@ -8,26 +8,25 @@ use std::time::Duration;
 use super::process::{Managed, ProcessSpec, State};
 use super::{ControlError, free_port, wait_for_port};
 
-/// Default `skiff` arguments; `{name}` placeholders are filled per broker from
-/// [`NodeVars`]. Override with `--serve-args` / `SKIFF_SERVE_ARGS` once the
-/// broker's flags differ.
-pub const DEFAULT_SERVE_ARGS: &str = "serve --data-dir {data_dir} --listen 127.0.0.1:{port}";
+/// Default `skiff` arguments (the flags of `skiff serve`); `{name}`
+/// placeholders are filled per broker from [`NodeVars`]. Override with
+/// `--serve-args` / `SKIFF_SERVE_ARGS` when the broker's flags change.
+pub const DEFAULT_SERVE_ARGS: &str = "serve --node-id {node_id} --listen 127.0.0.1:{port} \
+     --advertised-listener {advertised_host}:{advertised_port} \
+     --http-listen 127.0.0.1:{http_port} --data-dir {data_dir}";
 
-/// Environment given to every broker, also templated. Unknown variables are
-/// harmless to a broker, so this carries everything it might want.
+/// Appended to the serve arguments when the harness runs an S3 server
+/// (`--s3-args` / `SKIFF_S3_ARGS`).
+pub const DEFAULT_S3_ARGS: &str = "--set object_store.url=s3://{bucket} \
+     --set object_store.endpoint={s3_endpoint} --set object_store.allow_http=true \
+     --set object_store.region=us-east-1 --set object_store.access_key_id=jepsen \
+     --set object_store.secret_access_key=jepsen";
+
+/// Environment given to every broker, also templated. The broker reads
+/// `SKIFF_<KEY>` variables as its configuration (and rejects unknown keys),
+/// so the harness passes none of its own and strips inherited `SKIFF_*`
+/// variables; only `--broker-env` adds some.
 pub const DEFAULT_SERVE_ENV: &[(&str, &str)] = &[
-    ("SKIFF_NODE_ID", "{id}"),
-    ("SKIFF_LISTEN", "127.0.0.1:{port}"),
-    (
-        "SKIFF_ADVERTISED_LISTENER",
-        "{advertised_host}:{advertised_port}",
-    ),
-    ("SKIFF_DATA_DIR", "{data_dir}"),
-    ("SKIFF_WAL_DIR", "{wal_dir}"),
-    ("SKIFF_RAFT_LISTEN", "127.0.0.1:{raft_port}"),
-    ("SKIFF_PEERS", "{peers}"),
-    ("SKIFF_S3_ENDPOINT", "{s3_endpoint}"),
-    ("SKIFF_S3_BUCKET", "{bucket}"),
     ("AWS_ACCESS_KEY_ID", "jepsen"),
     ("AWS_SECRET_ACCESS_KEY", "jepsen"),
     ("AWS_REGION", "us-east-1"),
@@ -37,7 +36,12 @@ pub const DEFAULT_SERVE_ENV: &[(&str, &str)] = &[
 /// The values a template can use, one set per broker.
 #[derive(Debug, Clone)]
 pub struct NodeVars {
+    /// Index of the broker in the cluster, from 0 (`broker-{id}`).
     pub id: u32,
+    /// `id + 1`: the broker's node id (Kafka and Raft ids start at 1).
+    pub node_id: u32,
+    /// Port for the broker's HTTP endpoint (metrics, health).
+    pub http_port: u16,
     /// Port the broker listens on for Kafka clients.
     pub port: u16,
     /// Address the broker tells clients to use (a proxy in front of it, when
@@ -47,6 +51,8 @@ pub struct NodeVars {
     /// Port for broker-to-broker (Raft) traffic.
     pub raft_port: u16,
     pub data_dir: PathBuf,
+    /// Where the broker keeps its file WAL (`{data_dir}/wal`, the broker's
+    /// default); the disk-full fault mounts a small tmpfs here.
     pub wal_dir: PathBuf,
     /// Comma-separated `id@127.0.0.1:raft_port` of every broker.
     pub peers: String,
@@ -59,6 +65,8 @@ impl NodeVars {
     fn lookup(&self, name: &str) -> Option<String> {
         Some(match name {
             "id" => self.id.to_string(),
+            "node_id" => self.node_id.to_string(),
+            "http_port" => self.http_port.to_string(),
             "port" => self.port.to_string(),
             "advertised_host" => self.advertised_host.clone(),
             "advertised_port" => self.advertised_port.to_string(),
@@ -182,20 +190,20 @@ impl Cluster {
     ) -> Result<Self, ControlError> {
         let mut ports = Vec::new();
         for _ in 0..cfg.brokers {
-            ports.push((free_port()?, free_port()?));
+            ports.push((free_port()?, free_port()?, free_port()?));
         }
         let peers = ports
             .iter()
             .enumerate()
-            .map(|(i, (_, raft))| format!("{i}@127.0.0.1:{raft}"))
+            .map(|(i, (_, raft, _))| format!("{}@127.0.0.1:{raft}", i + 1))
             .collect::<Vec<_>>()
             .join(",");
         let mut nodes = Vec::new();
-        for (i, (port, raft_port)) in ports.into_iter().enumerate() {
+        for (i, (port, raft_port, http_port)) in ports.into_iter().enumerate() {
             let id = i as u32;
             let dir = cfg.base_dir.join(format!("broker-{id}"));
             let data_dir = dir.join("data");
-            let wal_dir = dir.join("wal");
+            let wal_dir = data_dir.join("wal");
             for d in [&data_dir, &wal_dir] {
                 std::fs::create_dir_all(d)
                     .map_err(|e| ControlError::io(format!("mkdir {}", d.display()), e))?;
@@ -203,6 +211,8 @@ impl Cluster {
             let (advertised_host, advertised_port) = advertised(id, port);
             let vars = NodeVars {
                 id,
+                node_id: id + 1,
+                http_port,
                 port,
                 advertised_host,
                 advertised_port,
@@ -220,6 +230,7 @@ impl Cluster {
                 program: cfg.bin.clone(),
                 args,
                 env,
+                strip_env_prefix: Some("SKIFF_".into()),
                 cwd: Some(dir.clone()),
                 log: cfg.base_dir.join(format!("broker-{id}.log")),
             });
@@ -312,6 +323,8 @@ mod tests {
     fn vars() -> NodeVars {
         NodeVars {
             id: 2,
+            node_id: 3,
+            http_port: 9300,
             port: 9000,
             advertised_host: "127.0.0.1".into(),
             advertised_port: 9100,
@@ -343,8 +356,19 @@ mod tests {
                 "--x=/d//w"
             ]
         );
-        assert!(env.contains(&("SKIFF_S3_BUCKET".into(), "b".into())));
-        assert!(env.contains(&("SKIFF_PEERS".into(), "0@a,1@b".into())));
+        assert!(env.iter().all(|(k, _)| !k.starts_with("SKIFF_")), "{env:?}");
+        let (args, _) = CommandTemplate::parse(DEFAULT_SERVE_ARGS)
+            .expand(&vars())
+            .expect("expand");
+        assert_eq!(args[..3], ["serve", "--node-id", "3"]);
+        assert!(args.contains(&"127.0.0.1:9100".to_string()), "{args:?}");
+        let (s3, _) = CommandTemplate::parse(DEFAULT_S3_ARGS)
+            .expand(&vars())
+            .expect("expand");
+        assert!(
+            s3.contains(&"object_store.endpoint=http://127.0.0.1:1".to_string()),
+            "{s3:?}"
+        );
     }
 
     #[test]
@@ -388,7 +412,7 @@ mod tests {
         };
         let mut c = Cluster::prepare(&cfg, |_, p| ("127.0.0.1".into(), p)).expect("prepare");
         assert_eq!(c.len(), 3);
-        assert!(dir.path().join("broker-2/wal").is_dir());
+        assert!(dir.path().join("broker-2/data/wal").is_dir());
         c.start_all().await.expect("start all");
         c.kill(1).expect("kill");
         assert_eq!(c.state(1).expect("state"), State::Stopped);

@@ -16,8 +16,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 pub use broker::{
-    BrokerNode, Cluster, ClusterConfig, CommandTemplate, DEFAULT_SERVE_ARGS, DEFAULT_SERVE_ENV,
-    Expanded, NodeVars,
+    BrokerNode, Cluster, ClusterConfig, CommandTemplate, DEFAULT_S3_ARGS, DEFAULT_SERVE_ARGS,
+    DEFAULT_SERVE_ENV, Expanded, NodeVars,
 };
 pub use disk::{DiskError, SmallDisk};
 pub use moto::{Moto, create_bucket};
@@ -145,6 +145,7 @@ mod tests {
             program: "true".into(),
             args: vec![],
             env: vec![],
+            strip_env_prefix: None,
             cwd: None,
             log: dir.path().join("q.log"),
         });

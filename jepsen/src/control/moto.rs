@@ -32,6 +32,7 @@ impl Moto {
                 port.to_string(),
             ],
             env: vec![],
+            strip_env_prefix: None,
             cwd: None,
             log: log.to_path_buf(),
         });

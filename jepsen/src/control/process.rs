@@ -20,6 +20,9 @@ pub struct ProcessSpec {
     pub program: PathBuf,
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// Inherited variables with this prefix are removed (those in `env`
+    /// are set afterwards).
+    pub strip_env_prefix: Option<String>,
     pub cwd: Option<PathBuf>,
     /// stdout and stderr are appended here.
     pub log: PathBuf,
@@ -104,6 +107,13 @@ impl Managed {
             .try_clone()
             .map_err(|e| ControlError::io("clone log handle", e))?;
         let mut cmd = Command::new(&self.spec.program);
+        if let Some(prefix) = &self.spec.strip_env_prefix {
+            for (k, _) in std::env::vars_os() {
+                if k.to_string_lossy().starts_with(prefix.as_str()) {
+                    cmd.env_remove(k);
+                }
+            }
+        }
         cmd.args(&self.spec.args)
             .envs(self.spec.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
@@ -217,6 +227,7 @@ mod tests {
             program: "sleep".into(),
             args: vec!["300".into()],
             env: vec![],
+            strip_env_prefix: None,
             cwd: Some(dir.to_path_buf()),
             log: dir.join("sleeper.log"),
         })
@@ -286,6 +297,7 @@ mod tests {
             program: "sh".into(),
             args: vec!["-c".into(), "echo hello; exit 3".into()],
             env: vec![],
+            strip_env_prefix: None,
             cwd: None,
             log: dir.path().join("echo.log"),
         });
@@ -307,6 +319,7 @@ mod tests {
             program: dir.path().join("does-not-exist"),
             args: vec![],
             env: vec![],
+            strip_env_prefix: None,
             cwd: None,
             log: dir.path().join("nope.log"),
         });

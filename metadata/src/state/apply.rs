@@ -12,7 +12,9 @@ use crate::command::{
 
 impl ClusterState {
     pub(super) fn apply_inner(&mut self, cmd: &Command, changes: &mut Vec<Change>) -> Response {
-        if self.cluster_id.is_none() && !matches!(cmd, Command::InitCluster { .. }) {
+        if self.cluster_id.is_none()
+            && !matches!(cmd, Command::InitCluster { .. } | Command::Batch(_))
+        {
             return Err(CommandError::NotInitialized);
         }
         match cmd {
@@ -225,7 +227,7 @@ impl ClusterState {
                 let start = self.next_object_id;
                 let end = start + u64::from(*count);
                 self.next_object_id = end;
-                self.reserved.extend(start..end);
+                self.reserved.insert_range(start, end);
                 Ok(Output::IdRange { start, end })
             }
             Command::CommitObjects { commit, now_ms } => {
@@ -268,6 +270,20 @@ impl ClusterState {
                     end: self.next_producer_id,
                 })
             }
+            Command::Batch(cmds) => {
+                if cmds.len() > limits::MAX_BATCH
+                    || cmds.iter().any(|c| matches!(c, Command::Batch(_)))
+                {
+                    return Err(CommandError::Invalid("batch too large or nested".into()));
+                }
+                let mut out = Vec::with_capacity(cmds.len());
+                for c in cmds {
+                    let (resp, ch) = self.apply(c);
+                    changes.extend(ch);
+                    out.push(resp);
+                }
+                Ok(Output::Batch(out))
+            }
             Command::SetFeature { name, level } => {
                 if name.is_empty() || name.len() > limits::MAX_STRING {
                     return Err(CommandError::Invalid("bad feature name".into()));
@@ -304,8 +320,8 @@ impl ClusterState {
         if rack.as_ref().is_some_and(|r| r.len() > limits::MAX_STRING) {
             return Err(CommandError::Invalid("rack too long".into()));
         }
-        // A new incarnation: partitions held by the old one lose their
-        // owner (epoch bumped), exactly as if its session had expired.
+        // A new incarnation: partitions held by the old one go offline,
+        // exactly as if its session had expired.
         if self
             .brokers
             .get(&broker)
@@ -332,8 +348,9 @@ impl ClusterState {
         })
     }
 
-    /// Fence a broker: its partitions go offline at a bumped epoch, so
-    /// anything it still commits with its old stream epochs is rejected.
+    /// Fence a broker: its requests carrying its broker epoch fail and its
+    /// partitions go offline at their current epoch (recovery of its WAL
+    /// may still commit at it); reopening a partition bumps the epoch.
     fn fence_broker(&mut self, broker: BrokerId, changes: &mut Vec<Change>) {
         if let Some(b) = self.brokers.get_mut(&broker) {
             b.state = BrokerState::Fenced;
@@ -345,9 +362,11 @@ impl ClusterState {
         for t in self.topics.values_mut() {
             for (i, p) in t.partitions.iter_mut().enumerate() {
                 if p.owner == Some(broker) && p.state != PartitionState::Offline {
-                    let s = self.streams.entry(p.stream).or_default();
-                    s.epoch += 1;
-                    p.epoch = StreamEpoch(s.epoch);
+                    // The epoch stays: the fenced owner's WAL may hold
+                    // acknowledged data not yet in objects, which its
+                    // recovery commits at this epoch. Whoever reopens the
+                    // partition next bumps the epoch (AssignPartition), and
+                    // only from then on are the old owner's commits refused.
                     p.state = PartitionState::Offline;
                     changes.push(Change::Partition {
                         topic: t.name.clone(),

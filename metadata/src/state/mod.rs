@@ -9,7 +9,7 @@
 mod apply;
 mod objects;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use skiff_common::{BrokerId, ObjectId, StreamEpoch, StreamId};
@@ -76,6 +76,51 @@ pub struct ObjectState {
     pub deleted_at_ms: Option<u64>,
 }
 
+/// A set of ids kept as disjoint `[start, end)` ranges, so reserving a
+/// block of a million ids costs one entry, not a million.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdRanges(BTreeMap<u64, u64>);
+
+impl IdRanges {
+    /// Add `[start, end)`, which must not overlap what is held (ids are
+    /// handed out once).
+    pub fn insert_range(&mut self, start: u64, end: u64) {
+        if start < end {
+            self.0.insert(start, end);
+        }
+    }
+
+    pub fn contains(&self, id: u64) -> bool {
+        self.0
+            .range(..=id)
+            .next_back()
+            .is_some_and(|(_, end)| id < *end)
+    }
+
+    /// Remove one id, splitting its range.
+    pub fn remove(&mut self, id: u64) -> bool {
+        let Some((&start, &end)) = self.0.range(..=id).next_back() else {
+            return false;
+        };
+        if id >= end {
+            return false;
+        }
+        self.0.remove(&start);
+        if start < id {
+            self.0.insert(start, id);
+        }
+        if id + 1 < end {
+            self.0.insert(id + 1, end);
+        }
+        true
+    }
+
+    /// Number of ranges held.
+    pub fn ranges(&self) -> usize {
+        self.0.len()
+    }
+}
+
 /// One change, as published on the watch stream after it is applied.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Change {
@@ -124,7 +169,7 @@ pub struct ClusterState {
     pub streams: BTreeMap<StreamId, StreamState>,
     pub objects: BTreeMap<ObjectId, ObjectState>,
     /// Reserved but not yet committed object ids.
-    pub reserved: BTreeSet<u64>,
+    pub reserved: IdRanges,
     pub next_object_id: u64,
     pub next_stream_id: u64,
     pub next_producer_id: u64,

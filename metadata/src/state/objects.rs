@@ -66,7 +66,7 @@ impl ClusterState {
         }
         let mut ends: BTreeMap<StreamId, u64> = BTreeMap::new();
         for (i, obj) in commit.objects.iter().enumerate() {
-            if !self.reserved.contains(&obj.id.0) {
+            if !self.reserved.contains(obj.id.0) {
                 return Err(CommandError::UnknownObject(obj.id));
             }
             if commit.objects[..i].iter().any(|o| o.id == obj.id) {
@@ -161,7 +161,7 @@ impl ClusterState {
             }
         }
         for obj in &commit.objects {
-            self.reserved.remove(&obj.id.0);
+            self.reserved.remove(obj.id.0);
             let ranges: Vec<_> = obj
                 .ranges
                 .iter()

@@ -3,3 +3,6 @@
 
 pub mod log;
 pub mod sm;
+
+#[cfg(test)]
+mod tests;

@@ -103,7 +103,9 @@ impl StateMachineStore {
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
-        let (meta, bytes) = {
+        // Copy under the lock (cheap next to encoding), encode and write
+        // outside it so applying is not held up by a large snapshot.
+        let (meta, state) = {
             let a = self.shared.applied.read();
             let snapshot_id = match a.last_applied {
                 Some(l) => format!("{}-{}-{}", l.leader_id.term, l.leader_id.node_id, l.index),
@@ -114,31 +116,26 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
                 last_membership: a.membership.clone(),
                 snapshot_id,
             };
-            let file = SnapshotFileRef {
-                meta: &meta,
-                state: &a.state,
-            };
-            (meta.clone(), frame::encode(&file).map_err(sm_err)?)
+            (meta, a.state.clone())
         };
         let this = self.clone();
-        let data = bytes.clone();
-        tokio::task::spawn_blocking(move || this.write_snapshot(&data))
-            .await
-            .map_err(sm_err)?
-            .map_err(sm_err)?;
+        let file = SnapshotFile {
+            meta: meta.clone(),
+            state,
+        };
+        let bytes = tokio::task::spawn_blocking(move || -> io::Result<Vec<u8>> {
+            let bytes = frame::encode(&file).map_err(io::Error::other)?;
+            this.write_snapshot(&bytes)?;
+            Ok(bytes)
+        })
+        .await
+        .map_err(sm_err)?
+        .map_err(sm_err)?;
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(bytes)),
         })
     }
-}
-
-/// Borrowing twin of [`SnapshotFile`] so building a snapshot does not clone
-/// the state (same encoding).
-#[derive(Serialize)]
-struct SnapshotFileRef<'a> {
-    meta: &'a SnapshotMeta,
-    state: &'a ClusterState,
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachineStore {

@@ -26,6 +26,21 @@ pub fn config(id: u64, dir: &Path) -> MetadataConfig {
     }
 }
 
+/// A node of a new cluster of `voters`, addressed `mem-<id>` in a MemRouter.
+pub fn voter_config(id: u64, voters: &[u64], dir: &Path) -> MetadataConfig {
+    MetadataConfig {
+        advertised_addr: Some(format!("mem-{id}")),
+        initial_voters: voters
+            .iter()
+            .map(|v| skiff_metadata::Peer {
+                id: *v,
+                addr: format!("mem-{v}"),
+            })
+            .collect(),
+        ..config(id, dir)
+    }
+}
+
 pub fn listeners(port: u16) -> Vec<Listener> {
     vec![Listener {
         name: "PLAINTEXT".into(),

@@ -5,7 +5,8 @@
 //! where it ends. One OS thread owns the current segment: it takes every
 //! queued record (up to `group_commit_max_bytes`, waiting at most
 //! `group_commit_max_delay` for more), writes them with one `write` and one
-//! `fdatasync`, then reports the group to the sink. A new segment is started
+//! `fdatasync`, then hands the group to a second thread that reports it to
+//! the sink (so applying one group overlaps the next write). A new segment is started
 //! when the current one reached `segment_bytes`, and on every start-up, so a
 //! segment is never appended to after a crash.
 //!
@@ -174,7 +175,22 @@ struct Writer<T> {
     pos: u64,
     poisoned: Option<WalError>,
     buf: bytes::BytesMut,
-    sink: Sink<T>,
+    done: mpsc::Sender<Done<T>>,
+}
+
+/// A written (or failed) group on its way to the sink, in write order.
+enum Done<T> {
+    Durable(Vec<(WalRecord, T)>, u64),
+    Failed(Vec<(WalRecord, T)>, WalError),
+}
+
+fn report<T: Send + 'static>(rx: mpsc::Receiver<Done<T>>, sink: Sink<T>) {
+    for done in rx {
+        match done {
+            Done::Durable(group, pos) => sink.durable(group, pos),
+            Done::Failed(group, err) => sink.failed(group, err),
+        }
+    }
 }
 
 impl<T: Send + 'static> FileWal<T> {
@@ -189,6 +205,11 @@ impl<T: Send + 'static> FileWal<T> {
         let segments: Segments = Arc::new(Mutex::new(recovery.all));
         let file = create_segment(&dir, pos, &segments)?;
         let (tx, rx) = mpsc::channel();
+        let (done, done_rx) = mpsc::channel();
+        let reporter = std::thread::Builder::new()
+            .name("skiff-wal-ack".into())
+            .spawn(move || report(done_rx, sink))
+            .map_err(|e| WalError::io("wal ack thread", e))?;
         let mut writer = Writer {
             dir,
             opts,
@@ -198,11 +219,15 @@ impl<T: Send + 'static> FileWal<T> {
             pos,
             poisoned: None,
             buf: bytes::BytesMut::with_capacity(opts.max_bytes + 64 * 1024),
-            sink,
+            done,
         };
         let thread = std::thread::Builder::new()
             .name("skiff-wal".into())
-            .spawn(move || writer.run(rx))
+            .spawn(move || {
+                writer.run(rx);
+                drop(writer); // closes the reporter's channel
+                let _ = reporter.join();
+            })
             .map_err(|e| WalError::io("wal thread", e))?;
         Ok(Self {
             tx,
@@ -309,15 +334,17 @@ impl<T: Send + 'static> Writer<T> {
 
     fn write_group(&mut self, group: Group<T>) {
         if let Some(err) = &self.poisoned {
-            self.sink.failed(group.entries, err.clone());
+            let _ = self.done.send(Done::Failed(group.entries, err.clone()));
             return;
         }
         match self.write(&group) {
-            Ok(()) => self.sink.durable(group.entries, self.pos),
+            Ok(()) => {
+                let _ = self.done.send(Done::Durable(group.entries, self.pos));
+            }
             Err(err) => {
                 tracing::error!(%err, "file WAL write failed; refusing further writes");
                 self.poisoned = Some(err.clone());
-                self.sink.failed(group.entries, err);
+                let _ = self.done.send(Done::Failed(group.entries, err));
             }
         }
     }

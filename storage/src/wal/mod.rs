@@ -2,7 +2,7 @@
 //!
 //! Two implementations share the record frame of [`record`] and one contract:
 //!
-//! - [`file`]: segmented files under `<data_dir>/wal`, written by one thread;
+//! - [`file`](mod@file): segmented files under `<data_dir>/wal`, written by one thread;
 //!   appends from all streams that arrive while a write+`fdatasync` is running
 //!   share the next one (group commit, bounded by
 //!   `wal.group_commit_max_delay` / `wal.group_commit_max_bytes`).
@@ -11,9 +11,9 @@
 //!
 //! Every group gets an *end position*, increasing with each group. The
 //! uploader, once everything appended before a position is committed in
-//! objects, calls [`Wal::trim`] with it and the WAL deletes what lies below.
+//! objects, calls `Wal::trim` with it and the WAL deletes what lies below.
 //!
-//! Completions are delivered in write order to a [`WalSink`] on the writer
+//! Completions are delivered in write order to a `WalSink` on the writer
 //! itself, so the engine applies durable appends (log cache, uploader,
 //! offsets, wake-ups) in exactly the order they were written, whether or not
 //! anyone still awaits them.

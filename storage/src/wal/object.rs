@@ -19,6 +19,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use super::record::{self, WalRecord};
 use super::{Group, RecoveredChunk, Sink, WalError};
@@ -143,6 +144,7 @@ pub(crate) struct ObjectWal<T> {
     store: Arc<dyn ObjectStore>,
     node: String,
     live: Live,
+    cancel: CancellationToken,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -151,7 +153,9 @@ impl<T: Send + 'static> ObjectWal<T> {
     pub(crate) fn start(recovery: ObjectRecovery, opts: ObjectWalOptions, sink: Sink<T>) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let live: Live = Arc::new(Mutex::new(recovery.all.clone()));
+        let cancel = CancellationToken::new();
         let writer = Writer {
+            cancel: cancel.clone(),
             store: recovery.store.clone(),
             node: recovery.node.clone(),
             seq: recovery.next_seq(),
@@ -165,6 +169,7 @@ impl<T: Send + 'static> ObjectWal<T> {
             store: recovery.store,
             node: recovery.node,
             live,
+            cancel,
             task: Mutex::new(Some(task)),
         }
     }
@@ -188,16 +193,28 @@ impl<T: Send + 'static> ObjectWal<T> {
         Ok(())
     }
 
+    /// Write what is queued, then stop. If the store does not take the
+    /// writes within [`SHUTDOWN_GRACE`], the rest fails with
+    /// [`WalError::Closed`] (never acknowledged).
     pub(crate) async fn shutdown(&self) {
         let _ = self.tx.send(Msg::Shutdown);
         let task = self.task.lock().take();
-        if let Some(t) = task {
+        if let Some(mut t) = task {
+            tokio::select! {
+                _ = &mut t => return,
+                _ = tokio::time::sleep(SHUTDOWN_GRACE) => {}
+            }
+            self.cancel.cancel();
             let _ = t.await;
         }
     }
 }
 
+/// How long shutdown waits for queued object-WAL writes.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
 struct Writer<T> {
+    cancel: CancellationToken,
     store: Arc<dyn ObjectStore>,
     node: String,
     seq: u64,
@@ -236,14 +253,22 @@ impl<T: Send + 'static> Writer<T> {
                 }
             }
             let body = group.encode();
-            let seq = self.put(body).await;
-            self.live.lock().insert(seq);
-            self.sink.durable(group.entries, seq + 1);
+            match self.put(body).await {
+                Some(seq) => {
+                    self.live.lock().insert(seq);
+                    self.sink.durable(group.entries, seq + 1);
+                }
+                None => {
+                    self.sink.failed(group.entries, WalError::Closed);
+                    break;
+                }
+            }
         }
     }
 
-    /// PUT until it succeeds, each attempt under a fresh sequence number.
-    async fn put(&mut self, body: Bytes) -> u64 {
+    /// PUT until it succeeds, each attempt under a fresh sequence number;
+    /// `None` when cancelled.
+    async fn put(&mut self, body: Bytes) -> Option<u64> {
         let mut backoff = self.opts.retry_backoff;
         loop {
             let seq = self.seq;
@@ -252,16 +277,20 @@ impl<T: Send + 'static> Writer<T> {
                 mode: PutMode::Create,
                 ..Default::default()
             };
-            match self
-                .store
-                .put_opts(&key(&self.node, seq), PutPayload::from(body.clone()), opts)
-                .await
-            {
-                Ok(_) => return seq,
+            let k = key(&self.node, seq);
+            let attempt = tokio::select! {
+                r = self.store.put_opts(&k, PutPayload::from(body.clone()), opts) => r,
+                _ = self.cancel.cancelled() => return None,
+            };
+            match attempt {
+                Ok(_) => return Some(seq),
                 Err(e) => {
                     tracing::warn!(node = %self.node, seq, error = %e,
                         "object WAL PUT failed; retrying under the next key");
-                    tokio::time::sleep(backoff).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = self.cancel.cancelled() => return None,
+                    }
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }

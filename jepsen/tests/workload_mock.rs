@@ -1,0 +1,75 @@
+//! The workload and final read against librdkafka's in-process mock cluster
+//! (a real Kafka protocol server, no broker of ours needed): the whole
+//! client side of a run, checked by the checker, in a few seconds.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::mocking::MockCluster;
+use skiff_jepsen::checker::check;
+use skiff_jepsen::history::{F, OpType, Recorder};
+use skiff_jepsen::workload::{self, ConsumerMode, Idempotence, Values, WorkloadConfig};
+use tokio_util::sync::CancellationToken;
+
+async fn run_against_mock(mode: ConsumerMode, idempotence: Idempotence) {
+    let mock = MockCluster::new(3).expect("mock cluster");
+    let cfg = Arc::new(WorkloadConfig {
+        bootstrap: mock.bootstrap_servers(),
+        topic: "jepsen-mock".into(),
+        partitions: 3,
+        producers: 2,
+        producer_concurrency: 2,
+        idempotence,
+        consumers: 2,
+        consumer_mode: mode,
+        read_committed: true,
+        rate: 300.0,
+        send_timeout: Duration::from_secs(5),
+        final_read_timeout: Duration::from_secs(30),
+    });
+    mock.create_topic(&cfg.topic, cfg.partitions, 1)
+        .expect("mock topic");
+    workload::setup_topic(&cfg, Duration::from_secs(20))
+        .await
+        .expect("topic");
+    let rec = Recorder::in_memory();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(workload::run(
+        cfg.clone(),
+        rec.clone(),
+        Values::default(),
+        stop.clone(),
+    ));
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    stop.cancel();
+    task.await.expect("workload");
+    assert!(
+        workload::final_read(&cfg, &rec).await,
+        "final read completes"
+    );
+    let history = rec.finish().expect("history");
+    let report = check(&history);
+    let text = report.summary(10);
+    println!("{text}");
+    assert!(report.valid, "{text}");
+    assert!(report.counts.sends_ok > 50, "{text}");
+    assert!(report.counts.records_polled > 0, "{text}");
+    assert_eq!(report.coverage.len(), 3, "{text}");
+    assert!(report.coverage.iter().all(|c| c.complete), "{text}");
+    // Every completed op follows an invoke of the same process.
+    let assigns = history
+        .iter()
+        .filter(|o| o.f == F::Assign && o.kind == OpType::Ok)
+        .count();
+    assert!(assigns > 0, "consumers record their assignments");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn assign_consumers_idempotent_producers() {
+    run_against_mock(ConsumerMode::Assign, Idempotence::On).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn subscribe_consumers_plain_producers() {
+    run_against_mock(ConsumerMode::Subscribe, Idempotence::Off).await;
+}
