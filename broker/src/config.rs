@@ -169,6 +169,7 @@ const KEYS: &[&str] = &[
     "log_retention_bytes",
     "log_retention_check_interval",
     "max_connections",
+    "max_incremental_fetch_session_cache_slots",
     "shutdown_grace",
     "log_level",
     "log_format",
@@ -436,6 +437,29 @@ mod tests {
         assert!(!is_config_key("moto_server"));
         assert!(!is_config_key("bootstrap_server"));
         assert!(!is_config_key("bin"));
+    }
+
+    #[test]
+    fn env_key_list_names_every_field() {
+        // serde's unknown-field error lists the fields BrokerConfig has.
+        let err = BrokerConfig::load(&sets(&["zz_not_a_key=1"]))
+            .unwrap_err()
+            .to_string();
+        let fields: Vec<&str> = err
+            .split_once("expected")
+            .map(|(_, list)| list)
+            .unwrap_or_default()
+            .split('`')
+            .filter(|f| {
+                !f.is_empty()
+                    && f.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            })
+            .collect();
+        assert!(fields.len() > 10, "{err}");
+        for f in fields {
+            assert!(KEYS.contains(&f), "{f} is not read from SKIFF_* variables");
+        }
     }
 
     #[test]

@@ -47,6 +47,7 @@ fn every_accepted_key_is_documented() {
         "storage.wal.",
         "storage.upload.",
         "storage.block_cache.",
+        "compaction.",
         "object_store.",
         "object_store.retry.",
         "metadata.",
