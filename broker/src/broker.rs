@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cluster::Cluster;
 use crate::config::BrokerConfig;
+use crate::fetch_session::FetchSessionCache;
 use crate::groups::GroupCoordinator;
 use crate::metrics::Metrics;
 use crate::partitions::PartitionManager;
@@ -56,6 +57,8 @@ pub struct Broker {
     pub partitions: Arc<PartitionManager>,
     /// Consumer groups and committed offsets.
     pub groups: GroupCoordinator,
+    /// Incremental fetch sessions (KIP-227).
+    pub fetch_sessions: FetchSessionCache,
     /// Cancelled when the broker shuts down.
     pub shutdown: CancellationToken,
 }

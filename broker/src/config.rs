@@ -5,9 +5,9 @@
 //! Every key has the same name everywhere. A top-level key `listen` is
 //! `listen = "..."` in TOML, `SKIFF_LISTEN` in the environment and `--listen`
 //! (or `--set listen=...`) on the command line. A key in a section, such as
-//! `storage.upload_interval`, is `[storage] upload_interval = ...` in TOML,
-//! `SKIFF_STORAGE__UPLOAD_INTERVAL` in the environment (double underscore
-//! between section and key) and `--set storage.upload_interval=...` as a flag.
+//! `storage.upload.interval`, is `[storage.upload] interval = ...` in TOML,
+//! `SKIFF_STORAGE__UPLOAD__INTERVAL` in the environment (a double underscore
+//! between levels) and `--set storage.upload.interval=...` as a flag.
 //! Where Kafka has a broker config for the same thing, the key is Kafka's name
 //! with dots written as underscores (`auto_create_topics_enable` is
 //! `auto.create.topics.enable`), and DescribeConfigs reports it under Kafka's name.
@@ -94,6 +94,9 @@ pub struct BrokerConfig {
     pub log_retention_check_interval: Duration,
     /// Most client connections served at once; further connections wait.
     pub max_connections: usize,
+    /// Most incremental fetch sessions (KIP-227) cached at once; 0 turns
+    /// sessions off (Kafka `max.incremental.fetch.session.cache.slots`).
+    pub max_incremental_fetch_session_cache_slots: usize,
     /// How long a graceful shutdown waits for in-flight requests and the WAL
     /// flush before aborting.
     #[serde(with = "humantime_serde")]
@@ -140,6 +143,7 @@ impl Default for BrokerConfig {
             log_retention_bytes: -1,
             log_retention_check_interval: Duration::from_secs(60),
             max_connections: 10_000,
+            max_incremental_fetch_session_cache_slots: 1000,
             shutdown_grace: Duration::from_secs(10),
             log_level: "info".into(),
             log_format: LogFormat::Text,
@@ -169,6 +173,8 @@ const KEYS: &[&str] = &[
     "log_retention_bytes",
     "log_retention_check_interval",
     "max_connections",
+    "max_incremental_fetch_session_cache_slots",
+    "groups",
     "shutdown_grace",
     "log_level",
     "log_format",
@@ -436,6 +442,29 @@ mod tests {
         assert!(!is_config_key("moto_server"));
         assert!(!is_config_key("bootstrap_server"));
         assert!(!is_config_key("bin"));
+    }
+
+    #[test]
+    fn env_key_list_names_every_field() {
+        // serde's unknown-field error lists the fields BrokerConfig has.
+        let err = BrokerConfig::load(&sets(&["zz_not_a_key=1"]))
+            .unwrap_err()
+            .to_string();
+        let fields: Vec<&str> = err
+            .split_once("expected")
+            .map(|(_, list)| list)
+            .unwrap_or_default()
+            .split('`')
+            .filter(|f| {
+                !f.is_empty()
+                    && f.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            })
+            .collect();
+        assert!(fields.len() > 10, "{err}");
+        for f in fields {
+            assert!(KEYS.contains(&f), "{f} is not read from SKIFF_* variables");
+        }
     }
 
     #[test]

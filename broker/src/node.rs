@@ -33,6 +33,7 @@ use crate::catalog_adapter::MetadataCatalog;
 use crate::cluster::Cluster;
 use crate::config::BrokerConfig;
 use crate::controller;
+use crate::fetch_session::FetchSessionCache;
 use crate::http::{self, Readiness};
 use crate::metrics::{Metrics, StorageGauges};
 use crate::partitions::PartitionManager;
@@ -149,6 +150,10 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
         node,
         partitions: partitions.clone(),
         groups: crate::groups::GroupCoordinator::new(config.groups.clone()),
+        fetch_sessions: FetchSessionCache::new(
+            config.max_incremental_fetch_session_cache_slots,
+            crate::fetch_session::DEFAULT_EVICTION_AFTER,
+        ),
         shutdown: shutdown.clone(),
         config,
     });

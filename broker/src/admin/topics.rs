@@ -230,7 +230,10 @@ pub(super) async fn run(
                 .with_topics(vec![
                     CreatePartitionsTopic::default()
                         .with_name(TopicName(s(&name)))
-                        .with_count(total),
+                        .with_count(total)
+                        // null: the broker places the new partitions (an
+                        // empty list would mean "no assignments given").
+                        .with_assignments(None),
                 ])
                 .with_timeout_ms(timeout_ms);
             let ResponseKind::CreatePartitions(resp) = c

@@ -52,8 +52,10 @@ pub(super) fn describe(
             .into_iter()
             .map(|r| {
                 let name = r.resource_name.to_string();
+                // Null or empty asks for every config, as in Kafka.
                 let keys: Option<Vec<String>> = r
                     .configuration_keys
+                    .filter(|k| !k.is_empty())
                     .map(|k| k.iter().map(|s| s.to_string()).collect());
                 let entries = match r.resource_type {
                     RESOURCE_TOPIC => topic_entries(&broker, &name),

@@ -1,9 +1,8 @@
 //! Fetch: read whole batches from each partition within the partition and
 //! response byte limits, and long-poll — woken by appends — until
-//! `min_bytes` are there or `max_wait_ms` has passed. Fetch sessions are
-//! declined (session id 0 in every response), which KIP-227 allows: clients
-//! then send full fetch requests, as the Java client does against brokers
-//! without session slots.
+//! `min_bytes` are there or `max_wait_ms` has passed. Fetch sessions
+//! (KIP-227) are kept in [`crate::fetch_session`]: this handler asks it which
+//! partitions a request covers and which of them the response carries.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,9 +17,11 @@ use skiff_wire::kafka_protocol::messages::{
 };
 use skiff_wire::kafka_protocol::protocol::StrBytes;
 use tokio::sync::watch;
+use tracing::debug;
 
 use crate::broker::Broker;
 use crate::errors::KafkaError;
+use crate::fetch_session::{INVALID_SESSION_ID, Observed, PartitionKey, Wanted};
 use crate::metrics::TopicLabels;
 use crate::partitions::Partition;
 use crate::router::{Admit, RequestContext};
@@ -39,10 +40,74 @@ pub(super) fn handle(broker: Arc<Broker>, ctx: RequestContext, req: FetchRequest
     .boxed()
 }
 
+/// One topic of the response, with the session's partitions to fetch.
 struct Target {
     topic: TopicName,
     topic_id: uuid::Uuid,
-    partitions: Vec<skiff_wire::kafka_protocol::messages::fetch_request::FetchPartition>,
+    partitions: Vec<(PartitionKey, Wanted)>,
+}
+
+/// The session key of each requested partition: by topic id from v13 on,
+/// by name before.
+fn request_keys(ctx: &RequestContext, req: &FetchRequest) -> Vec<(PartitionKey, Wanted)> {
+    let by_id = ctx.api_version >= 13;
+    let mut out = Vec::new();
+    for t in &req.topics {
+        for p in &t.partitions {
+            out.push((
+                key(by_id, t.topic_id, &t.topic, p.partition),
+                Wanted {
+                    fetch_offset: p.fetch_offset,
+                    partition_max_bytes: p.partition_max_bytes,
+                    current_leader_epoch: p.current_leader_epoch,
+                },
+            ));
+        }
+    }
+    out
+}
+
+fn key(by_id: bool, topic_id: uuid::Uuid, topic: &TopicName, partition: i32) -> PartitionKey {
+    PartitionKey {
+        topic_id: if by_id { topic_id } else { uuid::Uuid::nil() },
+        topic: if by_id {
+            String::new()
+        } else {
+            topic.0.to_string()
+        },
+        partition,
+    }
+}
+
+/// Group the plan's partitions into topics (consecutive runs), resolving
+/// topic ids to names.
+fn targets(broker: &Broker, plan: Vec<(PartitionKey, Wanted)>) -> Vec<Target> {
+    let mut out: Vec<Target> = Vec::new();
+    for (k, w) in plan {
+        let same = out.last().is_some_and(|t| {
+            let first = &t.partitions[0].0;
+            first.topic_id == k.topic_id && first.topic == k.topic
+        });
+        if !same {
+            let name = if k.topic_id.is_nil() {
+                k.topic.clone()
+            } else {
+                broker
+                    .cluster
+                    .read(|s| s.topic_by_id(k.topic_id).map(|x| x.name.clone()))
+                    .unwrap_or_default()
+            };
+            out.push(Target {
+                topic: TopicName(StrBytes::from_string(name)),
+                topic_id: k.topic_id,
+                partitions: Vec::new(),
+            });
+        }
+        if let Some(t) = out.last_mut() {
+            t.partitions.push((k, w));
+        }
+    }
+    out
 }
 
 async fn fetch(broker: &Broker, ctx: &RequestContext, req: FetchRequest) -> FetchResponse {
@@ -55,51 +120,59 @@ async fn fetch(broker: &Broker, ctx: &RequestContext, req: FetchRequest) -> Fetc
         req.max_bytes as usize
     };
     let read_committed = req.isolation_level == READ_COMMITTED;
-    // Resolve names (v13+ addresses topics by id).
-    let targets: Vec<Target> = req
-        .topics
-        .into_iter()
-        .map(|t| {
-            let name = if ctx.api_version >= 13 {
-                broker
-                    .cluster
-                    .read(|s| s.topic_by_id(t.topic_id).map(|x| x.name.clone()))
-                    .map(|n| TopicName(StrBytes::from_string(n)))
-                    .unwrap_or_default()
-            } else {
-                t.topic
-            };
-            Target {
-                topic: name,
-                topic_id: t.topic_id,
-                partitions: t.partitions,
-            }
+    let by_id = ctx.api_version >= 13;
+    let forgotten: Vec<PartitionKey> = req
+        .forgotten_topics_data
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(move |p| key(by_id, t.topic_id, &t.topic, *p))
         })
         .collect();
+    let requested = request_keys(ctx, &req);
+    let plan = match broker.fetch_sessions.begin(
+        req.session_id,
+        req.session_epoch,
+        requested,
+        &forgotten,
+        std::time::Instant::now(),
+    ) {
+        Ok(plan) => plan,
+        Err(code) => {
+            debug!(peer = %ctx.peer, session = req.session_id, epoch = req.session_epoch, ?code, "fetch session error");
+            return FetchResponse::default()
+                .with_error_code(code.code())
+                .with_session_id(INVALID_SESSION_ID);
+        }
+    };
+    let kind = plan.kind;
+    let targets = targets(broker, plan.partitions);
     loop {
         let mut watchers: Vec<watch::Receiver<u64>> = Vec::new();
         let mut total = 0usize;
         let mut any_error = false;
         let mut responses = Vec::with_capacity(targets.len());
+        let mut observed = Vec::new();
         for t in &targets {
             let name = t.topic.0.to_string();
             let mut parts = Vec::with_capacity(t.partitions.len());
-            for fp in &t.partitions {
+            for (k, fp) in &t.partitions {
                 let data = PartitionData::default()
-                    .with_partition_index(fp.partition)
+                    .with_partition_index(k.partition)
                     .with_high_watermark(-1)
                     .with_last_stable_offset(-1)
                     .with_log_start_offset(-1)
                     .with_preferred_read_replica(BrokerId(-1))
                     .with_aborted_transactions(read_committed.then(Vec::new));
-                let unknown_id = ctx.api_version >= 13 && name.is_empty();
+                let unknown_id = by_id && name.is_empty();
                 let partition = if unknown_id {
                     Err(KafkaError::new(
                         ResponseError::UnknownTopicId,
                         "unknown topic id",
                     ))
                 } else {
-                    broker.partitions.get(&name, fp.partition).await
+                    broker.partitions.get(&name, k.partition).await
                 };
                 let partition =
                     match partition.and_then(|p| check_epoch(p, fp.current_leader_epoch)) {
@@ -149,6 +222,9 @@ async fn fetch(broker: &Broker, ctx: &RequestContext, req: FetchRequest) -> Fetc
                     }
                 }
             }
+            for (part, (k, _)) in parts.iter().zip(&t.partitions) {
+                observed.push((k.clone(), observe(part)));
+            }
             responses.push(
                 FetchableTopicResponse::default()
                     .with_topic(t.topic.clone())
@@ -162,12 +238,40 @@ async fn fetch(broker: &Broker, ctx: &RequestContext, req: FetchRequest) -> Fetc
             || tokio::time::Instant::now() >= deadline
             || broker.shutdown.is_cancelled();
         if done {
+            let include = broker.fetch_sessions.finish(kind, &observed);
             return FetchResponse::default()
-                .with_session_id(0)
-                .with_responses(responses);
+                .with_session_id(kind.response_id())
+                .with_responses(keep_included(responses, &include));
         }
         wait_for_any(watchers, deadline, &broker.shutdown).await;
     }
+}
+
+/// What a response tells the client about a partition.
+fn observe(p: &PartitionData) -> Observed {
+    Observed {
+        high_watermark: p.high_watermark,
+        last_stable_offset: p.last_stable_offset,
+        log_start_offset: p.log_start_offset,
+        has_records: p.records.as_ref().is_some_and(|r| !r.is_empty()),
+        error: p.error_code != 0,
+    }
+}
+
+/// Drop the partitions an incremental response leaves out (`include` is in
+/// response order), and topics left with none.
+fn keep_included(
+    responses: Vec<FetchableTopicResponse>,
+    include: &[bool],
+) -> Vec<FetchableTopicResponse> {
+    let mut flags = include.iter().copied();
+    responses
+        .into_iter()
+        .filter_map(|mut t| {
+            t.partitions.retain(|_| flags.next().unwrap_or(true));
+            (!t.partitions.is_empty()).then_some(t)
+        })
+        .collect()
 }
 
 /// Compare the client's view of the leader epoch with ours (v9+).

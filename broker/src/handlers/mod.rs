@@ -16,6 +16,8 @@ mod delete_records;
 mod delete_topics;
 mod describe_cluster;
 mod describe_groups;
+mod describe_log_dirs;
+mod describe_topic_partitions;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
@@ -78,4 +80,11 @@ pub const ROUTES: &[Route] = &[
     route!(ListGroups, 0, 5, list_groups::handle),
     route!(DeleteGroups, 0, 2, delete_groups::handle),
     route!(OffsetDelete, 0, 0, offset_delete::handle),
+    route!(DescribeLogDirs, 1, 4, describe_log_dirs::handle),
+    route!(
+        DescribeTopicPartitions,
+        0,
+        0,
+        describe_topic_partitions::handle
+    ),
 ];
