@@ -90,6 +90,9 @@ fn start(args: &CompareArgs, engine: &Engine, dir: &Path, port: u16) -> anyhow::
     let mut cmd = match engine {
         Engine::Skiff => {
             let mut c = Command::new(&args.skiff_bin);
+            // `skiff serve` reads every SKIFF_* variable as configuration and
+            // refuses unknown keys, so the test-contract SKIFF_BIN must go.
+            c.env_remove("SKIFF_BIN");
             c.arg("serve")
                 .args(["--listen", &addr, "--http-listen", ""])
                 .arg("--data-dir")
