@@ -109,12 +109,15 @@ fn start(args: &CompareArgs, engine: &Engine, dir: &Path, port: u16) -> anyhow::
                 .ok_or_else(|| anyhow!("no --tansu-bin"))?;
             let storage = match e.as_str() {
                 "memory" => "memory://tansu/".to_string(),
-                "sqlite" => format!("sqlite://{}", dir.join("tansu.db").display()),
+                // tansu resolves sqlite:// paths against its working
+                // directory (sqlite:///tmp/x opens ./tmp/x), so it runs in `dir`.
+                "sqlite" => "sqlite://tansu.db".to_string(),
                 other => bail!("unknown tansu engine {other}"),
             };
             let mut c = Command::new(bin);
             let url = format!("tcp://{addr}");
-            c.arg("broker")
+            c.current_dir(dir)
+                .arg("broker")
                 .args(["--listener-url", &url, "--advertised-listener-url", &url])
                 .args(["--storage-engine", &storage]);
             c
@@ -179,7 +182,7 @@ fn run_engine(args: &CompareArgs, engine: &Engine, round: usize) -> anyhow::Resu
         drop(broker);
         let broker = start(args, engine, &dir, port)?;
         let mut second = args.workload.clone();
-        second.extend(["--topic".into(), topic, "--settle".into(), "0s".into()]);
+        second.extend(["--topic".into(), topic]);
         let mut r = run_workload(&broker, &label, &second)?;
         r.figures.extend(written.figures);
         r.param("restarted_before_read", true);

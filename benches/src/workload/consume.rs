@@ -32,7 +32,7 @@ pub struct ConsumeArgs {
     #[arg(long)]
     pub produce_only: bool,
     /// Wait between writing and reading (catch-up: let the uploader move the
-    /// data to objects). Defaults: 0 for consume, 15s for catchup.
+    /// data to objects). Defaults: 15s for catchup writing its own backlog, else 0.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub settle: Option<Duration>,
 }

@@ -70,7 +70,9 @@ impl Target {
     /// A consumer configuration with the client's default fetch settings.
     pub fn consumer_config(&self) -> anyhow::Result<ClientConfig> {
         let mut c = base_config(&self.bootstrap);
-        c.set("enable.auto.commit", "false")
+        // librdkafka refuses assign() without a group id; nothing is committed.
+        c.set("group.id", format!("skiff-bench-{}", std::process::id()))
+            .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "true");
         self.apply(&mut c)?;
