@@ -6,8 +6,10 @@
 //! whole frames and decodes them with `skiff-wire`, [`router`] hands the
 //! typed request to its module in [`handlers`], which calls the domain code:
 //! [`topics`] (administration through [`cluster`] metadata) and
-//! [`partitions`] (storage streams). [`errors`] is the one place domain
-//! errors become Kafka codes. [`node`] wires it all up for `skiff serve`.
+//! [`partitions`] (storage streams), [`groups`] (the consumer-group
+//! coordinator over `__consumer_offsets`) and [`fetch_session`] (KIP-227
+//! incremental fetch sessions). [`errors`] is the one place domain errors
+//! become Kafka codes. [`node`] wires it all up for `skiff serve`.
 
 pub mod admin;
 pub mod broker;

@@ -3,7 +3,7 @@
 //!
 //! **Where state lives.** The coordinator of a group is the owner of the
 //! group's partition of the internal topic `__consumer_offsets` (Kafka's
-//! hash of the group id, [`ClusterState::coordinator_for`]). That partition
+//! hash of the group id, [`skiff_metadata::state::ClusterState::coordinator_for`]). That partition
 //! is an ordinary storage stream opened by the partition manager, so it is
 //! durable through the WAL and the object store like any topic. Group
 //! metadata and committed offsets are records in it, in Kafka's own
