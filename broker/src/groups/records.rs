@@ -71,7 +71,7 @@ pub struct GroupValue {
     pub members: Vec<StoredMember>,
 }
 
-fn put_str(b: &mut BytesMut, s: &str) {
+pub(crate) fn put_str(b: &mut BytesMut, s: &str) {
     b.put_i16(s.len().min(i16::MAX as usize) as i16);
     b.put_slice(&s.as_bytes()[..s.len().min(i16::MAX as usize)]);
 }
@@ -88,7 +88,7 @@ fn put_bytes(b: &mut BytesMut, v: &[u8]) {
     b.put_slice(v);
 }
 
-fn need(b: &Bytes, n: usize) -> Result<(), RecordError> {
+pub(crate) fn need(b: &Bytes, n: usize) -> Result<(), RecordError> {
     if b.remaining() < n {
         Err(RecordError::Truncated)
     } else {
@@ -96,15 +96,15 @@ fn need(b: &Bytes, n: usize) -> Result<(), RecordError> {
     }
 }
 
-fn get_i16(b: &mut Bytes) -> Result<i16, RecordError> {
+pub(crate) fn get_i16(b: &mut Bytes) -> Result<i16, RecordError> {
     need(b, 2)?;
     Ok(b.get_i16())
 }
-fn get_i32(b: &mut Bytes) -> Result<i32, RecordError> {
+pub(crate) fn get_i32(b: &mut Bytes) -> Result<i32, RecordError> {
     need(b, 4)?;
     Ok(b.get_i32())
 }
-fn get_i64(b: &mut Bytes) -> Result<i64, RecordError> {
+pub(crate) fn get_i64(b: &mut Bytes) -> Result<i64, RecordError> {
     need(b, 8)?;
     Ok(b.get_i64())
 }
@@ -122,7 +122,7 @@ fn get_nstr(b: &mut Bytes) -> Result<Option<String>, RecordError> {
         .map_err(|_| RecordError::Utf8)
 }
 
-fn get_str(b: &mut Bytes) -> Result<String, RecordError> {
+pub(crate) fn get_str(b: &mut Bytes) -> Result<String, RecordError> {
     Ok(get_nstr(b)?.unwrap_or_default())
 }
 
