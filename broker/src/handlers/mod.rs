@@ -9,6 +9,8 @@ use crate::router::Route;
 
 mod api_versions;
 mod configs;
+mod consumer_group_describe;
+mod consumer_group_heartbeat;
 mod create_partitions;
 mod create_topics;
 mod delete_groups;
@@ -80,6 +82,13 @@ pub const ROUTES: &[Route] = &[
     route!(ListGroups, 0, 5, list_groups::handle),
     route!(DeleteGroups, 0, 2, delete_groups::handle),
     route!(OffsetDelete, 0, 0, offset_delete::handle),
+    route!(
+        ConsumerGroupHeartbeat,
+        0,
+        1,
+        consumer_group_heartbeat::handle
+    ),
+    route!(ConsumerGroupDescribe, 0, 1, consumer_group_describe::handle),
     route!(DescribeLogDirs, 1, 4, describe_log_dirs::handle),
     route!(
         DescribeTopicPartitions,
