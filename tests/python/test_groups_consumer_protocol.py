@@ -159,6 +159,43 @@ def test_regex_subscription_picks_up_new_topic(cbroker):
         c.close()
 
 
+def test_static_member_restart_keeps_assignment_without_rebalance(cbroker, topic_name):
+    create_topic(cbroker, topic_name, partitions=4)
+    group = group_name()
+    events = []
+
+    def stable(name):
+        return consumer(cbroker, group, **{"group.instance.id": name})
+
+    a, b = stable("a"), stable("b")
+    a.subscribe([topic_name])
+    b.subscribe([topic_name],
+                on_assign=lambda c, ps: events.append(("assign", len(ps))),
+                on_revoke=lambda c, ps: events.append(("revoke", len(ps))))
+    pump = pump_([a, b])
+    pump.until(lambda: pump.sizes() == [2, 2])
+    before_a = sorted(tp.partition for tp in a.assignment())
+    for _ in range(20):
+        pump.poll_round()
+    settled = list(events)
+    # Restart a with the same instance id within the session timeout: it
+    # left with epoch -2 and comes back to the same partitions.
+    a.close()
+    a = stable("a")
+    a.subscribe([topic_name])
+    pump.consumers = [a, b]
+    try:
+        pump.until(lambda: len(a.assignment()) == 2, timeout=30)
+        assert sorted(tp.partition for tp in a.assignment()) == before_a
+        deadline = time.time() + 3
+        while time.time() < deadline:
+            pump.poll_round()
+        assert events == settled, f"the other member saw a rebalance: {events[len(settled):]}"
+    finally:
+        a.close()
+        b.close()
+
+
 def admin(broker, *args):
     return subprocess.run([skiff_bin(), "admin", "-b", broker.bootstrap, *args],
                           capture_output=True, text=True, timeout=60)
@@ -273,6 +310,18 @@ def test_bad_consumer_protocol_requests_get_kafka_codes(cbroker, topic_name):
         r = heartbeat(conn, group, me, -1)
         assert r["error"] == 0 and r["epoch"] == -1
         assert heartbeat(conn, group, me, epoch)["error"] == UNKNOWN_MEMBER_ID
+
+        # A consumer-protocol heartbeat to a non-empty classic group is refused.
+        classic = group_name()
+        wait_coordinator(conn, classic)
+        body = raw.string(classic) + struct.pack(">i", 6000) + raw.string("") + raw.string("consumer")
+        body += struct.pack(">i", 1) + raw.string("range") + struct.pack(">i", 4) + b"meta"
+        conn.send(raw.request(11, 0, body, correlation_id=4241))
+        _, resp = conn.recv_frame()
+        if struct.unpack_from(">h", resp, 0)[0] == 79:  # MEMBER_ID_REQUIRED is v4+ only
+            raise AssertionError("unexpected MEMBER_ID_REQUIRED")
+        r = heartbeat(conn, classic, str(uuid.uuid4()), 0, topics=[topic_name], owned=[])
+        assert r["error"] == GROUP_ID_NOT_FOUND
 
         # A classic JoinGroup to this non-empty consumer group is refused.
         body = raw.string(group) + struct.pack(">i", 6000) + raw.string("") + raw.string("consumer")
