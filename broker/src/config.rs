@@ -125,6 +125,14 @@ pub struct BrokerConfig {
     /// The group coordinator (`[groups]`): offsets topic partitions,
     /// initial rebalance delay, session timeout bounds.
     pub groups: crate::groups::GroupConfig,
+    /// Largest `transaction.timeout.ms` a transactional producer may ask for
+    /// (Kafka `transaction.max.timeout.ms`). Two hours: Flink's KafkaSink
+    /// asks for one hour by default, above Kafka's 15-minute default.
+    pub transaction_max_timeout_ms: i32,
+    /// Partitions of `__transaction_state` when it is created (Kafka
+    /// `transaction.state.log.num.partitions`). Fixed afterwards: it decides
+    /// which partition holds a transactional id.
+    pub transaction_state_log_num_partitions: u32,
 }
 
 impl Default for BrokerConfig {
@@ -153,6 +161,8 @@ impl Default for BrokerConfig {
             object_store: ObjectStoreConfig::default(),
             metadata: MetadataConfig::default(),
             groups: crate::groups::GroupConfig::default(),
+            transaction_max_timeout_ms: 7_200_000,
+            transaction_state_log_num_partitions: 50,
         }
     }
 }
@@ -175,6 +185,8 @@ const KEYS: &[&str] = &[
     "max_connections",
     "max_incremental_fetch_session_cache_slots",
     "groups",
+    "transaction_max_timeout_ms",
+    "transaction_state_log_num_partitions",
     "shutdown_grace",
     "log_level",
     "log_format",
