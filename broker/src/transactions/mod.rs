@@ -116,6 +116,11 @@ impl TransactionCoordinator {
 
     /// This broker's open, replayed partition for `id`.
     async fn partition(&self, broker: &Broker, id: &str) -> Result<Arc<Partition>, Code> {
+        // Clients ask FindCoordinator first, which creates the topic; a
+        // request straight to a broker (Flink's resume path) may come first.
+        internal_topic::ensure(broker, TXN_TOPIC, self.cfg.num_partitions)
+            .await
+            .map_err(|e| e.code())?;
         let p = internal_topic::open(broker, TXN_TOPIC, id).await?;
         self.load(&p).await?;
         Ok(p)
