@@ -197,9 +197,12 @@ const KEYS: &[&str] = &[
     "metadata",
 ];
 
-/// Whether a (lower-cased, dotted) environment key names broker configuration.
+/// Whether a dotted environment key names broker configuration. figment's
+/// `Env::filter` sees the key before lower-casing (`STORAGE.UPLOAD.INTERVAL`),
+/// so the comparison ignores case.
 fn is_config_key(key: &str) -> bool {
-    KEYS.contains(&key.split('.').next().unwrap_or(""))
+    let top = key.split('.').next().unwrap_or("");
+    KEYS.iter().any(|k| k.eq_ignore_ascii_case(top))
 }
 
 /// Where configuration comes from, besides the defaults.
@@ -451,6 +454,11 @@ mod tests {
     fn only_broker_keys_are_read_from_the_environment() {
         assert!(is_config_key("num_partitions"));
         assert!(is_config_key("storage.upload.interval"));
+        // As the filter gets them from SKIFF_UNSAFE_ACK_BEFORE_FSYNC and
+        // SKIFF_STORAGE__WAL__GROUP_COMMIT_MAX_DELAY (not lower-cased yet).
+        assert!(is_config_key("UNSAFE_ACK_BEFORE_FSYNC"));
+        assert!(is_config_key("STORAGE.WAL.GROUP_COMMIT_MAX_DELAY"));
+        assert!(!is_config_key("MOTO_SERVER"));
         assert!(!is_config_key("moto_server"));
         assert!(!is_config_key("bootstrap_server"));
         assert!(!is_config_key("bin"));

@@ -175,6 +175,11 @@ impl LoadState {
         self.loaded.lock().insert(p.index, Loaded::of(p));
     }
 
+    /// The partitions replayed so far.
+    pub fn partitions(&self) -> Vec<u32> {
+        self.loaded.lock().keys().copied().collect()
+    }
+
     /// Forget partitions for which `keep` is false (closed or moved away).
     pub fn retain(&self, mut keep: impl FnMut(u32) -> bool) {
         self.loaded.lock().retain(|i, _| keep(*i));

@@ -25,7 +25,6 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use parking_lot::Mutex;
 use skiff_common::{ObjectId, StreamEpoch, StreamId};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
@@ -36,6 +35,7 @@ use crate::batch::StoredBatch;
 use crate::catalog::{CatalogError, Commit, CommitRange, NewObject, ObjectKind};
 use crate::engine::Shared;
 use crate::object::{ObjectBuilder, put_object};
+use object_store::PutPayload;
 
 /// Target size of an object's data blocks.
 const BLOCK_BYTES: usize = 512 * 1024;
@@ -72,7 +72,8 @@ struct Seal {
 struct Built {
     id: ObjectId,
     kind: ObjectKind,
-    bytes: Bytes,
+    /// The object's bytes as parts: large batches are shared, not copied.
+    bytes: PutPayload,
     ranges: Vec<CommitRange>,
 }
 
@@ -237,7 +238,14 @@ async fn sealer(shared: Arc<Shared>, tx: mpsc::UnboundedSender<Job>) {
         };
         let objects = built
             .iter()
-            .map(|b| (b.id, b.kind, b.bytes.len() as u64, b.ranges.clone()))
+            .map(|b| {
+                (
+                    b.id,
+                    b.kind,
+                    b.bytes.content_length() as u64,
+                    b.ranges.clone(),
+                )
+            })
             .collect();
         let put = tokio::spawn(put_all(shared.clone(), built));
         let job = Job {
@@ -253,7 +261,8 @@ async fn sealer(shared: Arc<Shared>, tx: mpsc::UnboundedSender<Job>) {
 }
 
 /// Reserve ids and encode the seal's objects (on a blocking thread: it
-/// copies and checksums megabytes, which would stall the async workers).
+/// checksums megabytes, which would stall the async workers). Batches of
+/// 64 KiB and more are not copied: they become parts of a vectored PUT.
 async fn build_objects(shared: &Shared, seal: Seal) -> Option<(Seal, Vec<Built>)> {
     let big = shared.config.upload.stream_object_bytes;
     let own: HashSet<StreamId> = seal
@@ -299,7 +308,8 @@ fn encode<'a>(
         };
         let mut ok = true;
         for batch in &s.batches {
-            if let Err(e) = b.push(*stream, batch.base_offset, batch.records, &batch.payload) {
+            if let Err(e) = b.push_bytes(*stream, batch.base_offset, batch.records, &batch.payload)
+            {
                 // Dense, ordered batches always encode; this is a bug, and the
                 // stream's range is left out (its data stays uncommitted).
                 tracing::error!(%stream, error = %e, "cannot encode stream into object");
@@ -316,11 +326,11 @@ fn encode<'a>(
             });
         }
     }
-    let (bytes, _index) = b.finish();
+    let (parts, _index) = b.finish_parts();
     Built {
         id,
         kind,
-        bytes,
+        bytes: parts.into_iter().collect(),
         ranges,
     }
 }

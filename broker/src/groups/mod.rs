@@ -18,14 +18,23 @@
 //! tombstone), under the partition's write lock, before answering. A new
 //! epoch (the partition reopened, e.g. after a restart) reloads it.
 //!
-//! **Compaction** of the offsets stream is left for later: every commit is
-//! a record, and replay reads the whole stream. The internal topic is
-//! created with `retention.ms=-1` so time retention never drops offsets.
+//! **Consumer protocol** (KIP-848) groups live in [`consumer`]: the
+//! coordinator assigns partitions itself through ConsumerGroupHeartbeat.
+//! Their offsets are kept in the classic [`group::Group`] of the same id,
+//! so commits, fetches and deletes share one path.
+//!
+//! **Compaction and cleanup** ([`compaction`]): a partition that grew enough
+//! gets its live state re-appended and its stream trimmed to that rewrite,
+//! so replay stays short; offsets of deleted topics and expired offsets of
+//! empty groups become tombstones. The internal topic is created with
+//! `retention.ms=-1` so time retention never drops offsets.
 //!
 //! The rebalance state machine itself is in [`group`]; a background task
 //! ([`run`]) expires sessions and finishes timed-out rebalances.
 
+pub mod compaction;
 pub mod config;
+pub mod consumer;
 pub mod group;
 pub mod records;
 pub mod txn_offsets;
@@ -59,6 +68,9 @@ pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 /// How often sessions and rebalance timeouts are checked.
 const TICK: Duration = Duration::from_millis(100);
 
+/// How often partitions are checked for compaction.
+const COMPACTION_CHECK: Duration = Duration::from_secs(1);
+
 /// A group-level error code for a whole request.
 pub type Code = i16;
 
@@ -75,11 +87,22 @@ pub struct CommitEntry {
 /// What DescribeGroups and the admin CLI show of a group.
 #[derive(Debug, Clone)]
 pub struct GroupDescription {
-    pub state: GroupState,
+    /// Kafka's state name (classic or consumer-protocol states).
+    pub state: &'static str,
     pub protocol_type: String,
     pub protocol: String,
     /// member id, instance id, client id, host, metadata, assignment
     pub members: Vec<(String, Option<String>, String, String, Bytes, Bytes)>,
+}
+
+/// A group as ListGroups shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedGroup {
+    pub id: String,
+    pub protocol_type: String,
+    pub state: &'static str,
+    /// "classic" or "consumer" (KIP-848).
+    pub group_type: &'static str,
 }
 
 /// The coordinator for every group whose offsets partition this broker owns.
@@ -92,6 +115,10 @@ pub struct GroupCoordinator {
     load: LoadState,
     /// Transactional offset commits awaiting their producer's marker.
     txn_offsets: TxnOffsets,
+    /// Consumer-protocol groups (lock after `groups` when both are held).
+    consumer: Mutex<HashMap<String, consumer::ConsumerGroup>>,
+    /// Per offsets partition: where its last compaction began.
+    compacted: Mutex<HashMap<u32, compaction::Compacted>>,
 }
 
 impl GroupCoordinator {
@@ -155,6 +182,8 @@ impl GroupCoordinator {
     async fn replay(&self, p: &Partition) -> Result<(), String> {
         let started = std::time::Instant::now();
         self.groups.lock().retain(|_, g| g.partition != p.index);
+        self.consumer.lock().retain(|_, g| g.partition != p.index);
+        self.compacted.lock().remove(&p.index);
         self.txn_offsets.clear_partition(p.index);
         let count = internal_topic::replay(p, |entry| match entry {
             Entry::Record { key, value, txn } => match RecordKey::decode(key) {
@@ -191,6 +220,9 @@ impl GroupCoordinator {
 
     /// Apply one record (replay, or after appending it).
     fn apply(&self, partition: u32, key: RecordKey, value: Option<Bytes>) {
+        if let RecordKey::ConsumerGroup { group } = key {
+            return self.apply_consumer(partition, group, value);
+        }
         let mut groups = self.groups.lock();
         let id = key.group().to_string();
         match key {
@@ -223,6 +255,7 @@ impl GroupCoordinator {
                     }
                 }
             }
+            RecordKey::ConsumerGroup { .. } => {}
         }
     }
 
@@ -323,6 +356,9 @@ impl GroupCoordinator {
                 });
             }
         };
+        if self.is_active_consumer_group(group) {
+            return Reply::Now(JoinResult::error(E::InconsistentGroupProtocol, &member));
+        }
         let mut persist = false;
         // Only a first join creates a group.
         let create = req.member_id.is_empty();
@@ -431,11 +467,14 @@ impl GroupCoordinator {
         }
         let p = self.partition(broker, group).await?;
         let simple = generation < 0 && member.is_empty();
-        let check = self
-            .with_group(group, p.index, simple, |g| {
-                g.check_commit(member, instance, generation)
-            })
-            .unwrap_or(E::IllegalGeneration.code());
+        let check = match self.consumer_check(group, member, generation) {
+            Some(code) => code,
+            None => self
+                .with_group(group, p.index, simple, |g| {
+                    g.check_commit(member, instance, generation)
+                })
+                .unwrap_or(E::IllegalGeneration.code()),
+        };
         if check != 0 {
             return Err(check);
         }
@@ -533,9 +572,12 @@ impl GroupCoordinator {
         group: &str,
     ) -> Result<Option<GroupDescription>, Code> {
         self.partition(broker, group).await?;
+        if let Some(d) = self.describe_consumer_classic(broker, group) {
+            return Ok(Some(d));
+        }
         let groups = self.groups.lock();
         Ok(groups.get(group).map(|g| GroupDescription {
-            state: g.state,
+            state: g.state.name(),
             protocol_type: g.protocol_type.clone().unwrap_or_default(),
             protocol: if g.state == GroupState::Stable {
                 g.protocol.clone().unwrap_or_default()
@@ -560,7 +602,7 @@ impl GroupCoordinator {
     }
 
     /// Every group this broker coordinates: id, protocol type, state.
-    pub async fn list(&self, broker: &Broker) -> Vec<(String, String, GroupState)> {
+    pub async fn list(&self, broker: &Broker) -> Vec<ListedGroup> {
         // Load every offsets partition this broker owns first.
         for index in internal_topic::owned_partitions(broker, OFFSETS_TOPIC) {
             if let Ok(p) = broker.partitions.get(OFFSETS_TOPIC, index as i32).await
@@ -570,18 +612,24 @@ impl GroupCoordinator {
             }
         }
         let groups = self.groups.lock();
-        let mut out: Vec<_> = groups
+        let consumer = self.consumer.lock();
+        let mut out: Vec<ListedGroup> = groups
             .values()
-            .filter(|g| g.state != GroupState::Dead)
-            .map(|g| {
-                (
-                    g.id.clone(),
-                    g.protocol_type.clone().unwrap_or_default(),
-                    g.state,
-                )
+            .filter(|g| g.state != GroupState::Dead && !consumer.contains_key(&g.id))
+            .map(|g| ListedGroup {
+                id: g.id.clone(),
+                protocol_type: g.protocol_type.clone().unwrap_or_default(),
+                state: g.state.name(),
+                group_type: "classic",
             })
+            .chain(consumer.values().map(|g| ListedGroup {
+                id: g.id.clone(),
+                protocol_type: "consumer".to_string(),
+                state: g.state(),
+                group_type: "consumer",
+            }))
             .collect();
-        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out.sort_by(|a, b| a.id.cmp(&b.id));
         out
     }
 
@@ -593,15 +641,21 @@ impl GroupCoordinator {
         };
         let tombstones = {
             let groups = self.groups.lock();
-            let Some(g) = groups.get(group) else {
+            let consumer = self.consumer.lock();
+            let c = consumer.get(group);
+            if c.is_some_and(|c| !c.members.is_empty()) {
+                return E::NonEmptyGroup.code();
+            }
+            let g = groups.get(group);
+            if g.is_none() && c.is_none() {
                 return E::GroupIdNotFound.code();
-            };
-            if !g.is_empty() {
+            }
+            if g.is_some_and(|g| !g.is_empty()) {
                 return E::NonEmptyGroup.code();
             }
             let mut t: Vec<(RecordKey, Option<Bytes>)> = g
-                .offsets
-                .keys()
+                .iter()
+                .flat_map(|g| g.offsets.keys())
                 .map(|(topic, partition)| {
                     (
                         RecordKey::Offset {
@@ -613,17 +667,28 @@ impl GroupCoordinator {
                     )
                 })
                 .collect();
-            t.push((
-                RecordKey::Group {
-                    group: group.to_string(),
-                },
-                None,
-            ));
+            if g.is_some() {
+                t.push((
+                    RecordKey::Group {
+                        group: group.to_string(),
+                    },
+                    None,
+                ));
+            }
+            if c.is_some() {
+                t.push((
+                    RecordKey::ConsumerGroup {
+                        group: group.to_string(),
+                    },
+                    None,
+                ));
+            }
             t
         };
         match self.write(&p, tombstones).await {
             Ok(()) => {
                 self.groups.lock().remove(group);
+                self.consumer.lock().remove(group);
                 0
             }
             Err(c) => c,
@@ -641,10 +706,14 @@ impl GroupCoordinator {
         let (codes, tombstones) = {
             let groups = self.groups.lock();
             let g = groups.get(group).ok_or(E::GroupIdNotFound.code())?;
+            let consumer = self.consumer.lock();
+            let c = consumer.get(group).filter(|c| !c.members.is_empty());
             let mut codes = Vec::new();
             let mut tombstones = Vec::new();
             for (topic, partition) in partitions {
-                if g.state != GroupState::Empty && g.subscribed(topic) {
+                if (g.state != GroupState::Empty && g.subscribed(topic))
+                    || c.is_some_and(|c| c.subscribes(topic))
+                {
                     codes.push(E::GroupSubscribedToTopic.code());
                 } else {
                     codes.push(0);
@@ -699,6 +768,8 @@ fn with_write_result(codes: Vec<Code>, result: Result<(), Code>) -> Vec<Code> {
 pub async fn run(broker: Arc<Broker>, shutdown: CancellationToken) {
     let mut interval = tokio::time::interval(TICK);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut next_compaction = Instant::now() + COMPACTION_CHECK;
+    let mut next_cleanup = Instant::now() + broker.groups.cfg.offsets_retention_check_interval;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -708,6 +779,18 @@ pub async fn run(broker: Arc<Broker>, shutdown: CancellationToken) {
             if let Err(code) = broker.groups.persist(&broker, &group).await {
                 warn!(group, code, "could not persist group metadata");
             }
+        }
+        for (group, _) in broker.groups.consumer_tick() {
+            broker.groups.persist_consumer_group(&broker, &group).await;
+        }
+        let now = Instant::now();
+        if now >= next_compaction {
+            next_compaction = now + COMPACTION_CHECK;
+            broker.groups.compact_owned(&broker).await;
+        }
+        if now >= next_cleanup {
+            next_cleanup = now + broker.groups.cfg.offsets_retention_check_interval;
+            broker.groups.cleanup(&broker).await;
         }
     }
 }

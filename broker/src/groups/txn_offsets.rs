@@ -101,6 +101,12 @@ impl TxnOffsets {
         })
     }
 
+    /// Whether an open transaction has records on `partition` (compaction
+    /// must not trim them away before their marker).
+    pub fn has_pending_on(&self, partition: u32) -> bool {
+        self.pending.lock().keys().any(|(p, _)| *p == partition)
+    }
+
     /// Number of producers with pending offsets (metrics, tests).
     pub fn open_transactions(&self) -> usize {
         self.pending.lock().len()

@@ -11,6 +11,8 @@ mod add_offsets_to_txn;
 mod add_partitions_to_txn;
 mod api_versions;
 mod configs;
+mod consumer_group_describe;
+mod consumer_group_heartbeat;
 mod create_partitions;
 mod create_topics;
 mod delete_groups;
@@ -93,6 +95,13 @@ pub const ROUTES: &[Route] = &[
     route!(TxnOffsetCommit, 0, 5, txn_offset_commit::handle),
     route!(DescribeTransactions, 0, 0, describe_transactions::handle),
     route!(ListTransactions, 0, 1, list_transactions::handle),
+    route!(
+        ConsumerGroupHeartbeat,
+        0,
+        1,
+        consumer_group_heartbeat::handle
+    ),
+    route!(ConsumerGroupDescribe, 0, 1, consumer_group_describe::handle),
     route!(DescribeLogDirs, 1, 4, describe_log_dirs::handle),
     route!(
         DescribeTopicPartitions,
