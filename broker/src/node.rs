@@ -143,6 +143,8 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
         cluster.clone(),
         config.clone(),
     ));
+    let producer_ids =
+        crate::producer_ids::ProducerIdManager::new(cluster.clone(), node.id, node.epoch_cell());
     let broker = Arc::new(Broker {
         router: Router::with_all_handlers(),
         metrics,
@@ -150,6 +152,7 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
         node,
         partitions: partitions.clone(),
         groups: crate::groups::GroupCoordinator::new(config.groups.clone()),
+        producer_ids,
         fetch_sessions: FetchSessionCache::new(
             config.max_incremental_fetch_session_cache_slots,
             crate::fetch_session::DEFAULT_EVICTION_AFTER,
