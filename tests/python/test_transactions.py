@@ -162,12 +162,12 @@ def test_read_committed_stops_at_an_open_transaction(tbroker, topic_name):
 
 
 def raw_call(broker, api, version, body):
-    return raw.call(broker.bootstrap, api, version, body)
+    return raw.call_once(broker.bootstrap, api, version, body)
 
 
 def init_pid(broker, transactional_id, timeout_ms=60000):
-    err, pid, epoch = raw.parse_init_producer_id_v1(
-        raw_call(broker, 22, 1, raw.init_producer_id_v1(transactional_id, timeout_ms)))
+    err, pid, epoch = raw.parse_init_producer_id_v0_response(
+        raw_call(broker, 22, 1, raw.init_producer_id_v0(transactional_id, timeout_ms)))
     return err, pid, epoch
 
 
@@ -183,7 +183,7 @@ def end_txn(broker, transactional_id, pid, epoch, commit):
 
 def produce_txn(broker, transactional_id, topic, pid, epoch, values, seq=0):
     body = raw.produce_v3_txn(transactional_id, topic, 0,
-                              raw.txn_record_batch(values, pid, epoch, base_sequence=seq))
+                              raw.producer_batch(values, pid, epoch, seq, transactional=True))
     res = raw.parse_produce_v3_response(raw_call(broker, 0, 3, body))
     assert [r[2] for r in res] == [0], res
     return res
