@@ -29,6 +29,8 @@ pub mod log_size;
 pub mod metrics;
 pub mod node;
 pub mod partitions;
+pub mod producer_ids;
+pub mod producer_state;
 pub mod raft_backend;
 pub mod retention;
 pub mod router;

@@ -143,6 +143,8 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
         cluster.clone(),
         config.clone(),
     ));
+    let producer_ids =
+        crate::producer_ids::ProducerIdManager::new(cluster.clone(), node.id, node.epoch_cell());
     let broker = Arc::new(Broker {
         router: Router::with_all_handlers(),
         metrics,
@@ -156,6 +158,7 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
                 max_timeout_ms: config.transaction_max_timeout_ms,
             },
         ),
+        producer_ids,
         fetch_sessions: FetchSessionCache::new(
             config.max_incremental_fetch_session_cache_slots,
             crate::fetch_session::DEFAULT_EVICTION_AFTER,

@@ -26,6 +26,7 @@ use uuid::Uuid;
 use crate::cluster::Cluster;
 use crate::config::BrokerConfig;
 use crate::errors::KafkaError;
+use crate::producer_state::PartitionProducers;
 use crate::topic_config::TopicPolicy;
 
 /// A topic-partition key.
@@ -42,6 +43,8 @@ pub struct Partition {
     pub topic_id: Uuid,
     pub index: u32,
     pub stream: StreamHandle,
+    /// Idempotent and transactional producers' state on this partition.
+    pub producers: PartitionProducers,
     policy: RwLock<TopicPolicy>,
 }
 
@@ -245,16 +248,23 @@ impl PartitionManager {
             if !self.opening.write().insert(key.clone()) {
                 continue;
             }
-            let result = self.storage.open_stream(w.stream, w.epoch).await;
+            let result = match self.storage.open_stream(w.stream, w.epoch).await {
+                Ok(stream) => crate::producer_state::load(&stream)
+                    .await
+                    .map(|producers| (stream, producers))
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
             self.opening.write().remove(&key);
             match result {
-                Ok(stream) => {
+                Ok((stream, producers)) => {
                     debug!(topic = %key.topic, partition = key.partition, epoch = w.epoch.0, "opened partition");
                     let p = Arc::new(Partition {
                         topic: key.topic.clone(),
                         topic_id: w.topic_id,
                         index: key.partition,
                         stream,
+                        producers,
                         policy: RwLock::new(TopicPolicy::resolve(&w.configs, &self.config)),
                     });
                     self.open.write().insert(key, p);

@@ -122,11 +122,10 @@ def parse_create_topics_v2_response(body):
     return out
 
 
-# --- transactions (coordinator side), non-flexible request versions ---
-
-def txn_record_batch(values, producer_id, producer_epoch, base_sequence=0):
-    b = DefaultRecordBatchBuilder(magic=2, compression_type=0, is_transactional=True,
-                                  producer_id=producer_id, producer_epoch=producer_epoch,
+def producer_batch(values, producer_id, epoch, base_sequence, transactional=False):
+    """An idempotent (or transactional) batch from kafka-python's builder."""
+    b = DefaultRecordBatchBuilder(magic=2, compression_type=0, is_transactional=transactional,
+                                  producer_id=producer_id, producer_epoch=epoch,
                                   base_sequence=base_sequence, batch_size=1 << 20)
     for i, v in enumerate(values):
         b.append(i, timestamp=1_700_000_000_000 + i, key=None, value=v, headers=[])
@@ -134,12 +133,34 @@ def txn_record_batch(values, producer_id, producer_epoch, base_sequence=0):
 
 
 def produce_v3_txn(transactional_id, topic, partition, records, acks=-1):
+    """Produce v3 carrying a transactional id."""
     body = string(transactional_id) + struct.pack(">hi", acks, 30_000)
     body += struct.pack(">i", 1) + string(topic)
     body += struct.pack(">i", 1) + struct.pack(">i", partition)
     body += struct.pack(">i", len(records)) + records
     return body
 
+
+def init_producer_id_v0(transactional_id=None, timeout_ms=60_000):
+    return string(transactional_id) + struct.pack(">i", timeout_ms)
+
+
+def parse_init_producer_id_v0_response(body):
+    """-> (error_code, producer_id, producer_epoch)."""
+    _throttle, err, pid, epoch = struct.unpack_from(">ihqh", body, 0)
+    return err, pid, epoch
+
+
+def call(conn, api_key, version, body, correlation_id=7):
+    """Send one request and return the response body (after the correlation id)."""
+    conn.send(request(api_key, version, body, correlation_id=correlation_id))
+    frame = conn.recv_frame()
+    assert frame is not None, "the broker closed the connection"
+    assert frame[0] == correlation_id
+    return frame[1]
+
+
+# --- transactions (coordinator side), non-flexible request versions ---
 
 def find_coordinator_v1(key, key_type):
     return string(key) + struct.pack(">b", key_type)
@@ -157,16 +178,6 @@ def parse_find_coordinator_v1(body):
     host = body[pos:pos + hl].decode(); pos += hl
     (port,) = struct.unpack_from(">i", body, pos)
     return err, node, host, port
-
-
-def init_producer_id_v1(transactional_id, timeout_ms):
-    return string(transactional_id) + struct.pack(">i", timeout_ms)
-
-
-def parse_init_producer_id_v1(body):
-    """-> (error_code, producer_id, producer_epoch)."""
-    _throttle, err, pid, epoch = struct.unpack_from(">ihqh", body, 0)
-    return err, pid, epoch
 
 
 def add_partitions_to_txn_v1(transactional_id, producer_id, producer_epoch, topics):
@@ -203,7 +214,7 @@ def parse_end_txn_v1(body):
     return struct.unpack_from(">ih", body, 0)[1]
 
 
-def call(bootstrap, api_key, version, body):
+def call_once(bootstrap, api_key, version, body):
     """One request on a fresh connection; returns the response body."""
     c = Conn(bootstrap)
     try:

@@ -21,12 +21,14 @@ mod delete_topics;
 mod describe_cluster;
 mod describe_groups;
 mod describe_log_dirs;
+mod describe_producers;
 mod describe_topic_partitions;
 mod describe_transactions;
 mod end_txn;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
+mod init_producer_id;
 mod join_group;
 mod leave_group;
 mod list_groups;
@@ -40,6 +42,7 @@ mod offset_for_leader_epoch;
 mod produce;
 mod sync_group;
 mod txn_offset_commit;
+mod write_txn_markers;
 
 pub(crate) use fetch::read_error;
 
@@ -76,6 +79,10 @@ pub const ROUTES: &[Route] = &[
     route!(AlterConfigs, 0, 2, configs::alter),
     route!(IncrementalAlterConfigs, 0, 1, configs::incremental_alter),
     route!(DescribeCluster, 0, 1, describe_cluster::handle),
+    // idempotent and transactional producers (crate::producer_state)
+    route!(InitProducerId, 0, 5, init_producer_id::handle),
+    route!(WriteTxnMarkers, 1, 1, write_txn_markers::handle),
+    route!(DescribeProducers, 0, 0, describe_producers::handle),
     // consumer groups (crate::groups)
     route!(FindCoordinator, 0, 6, find_coordinator::handle),
     route!(JoinGroup, 0, 9, join_group::handle),

@@ -14,15 +14,7 @@ use tracing::warn;
 
 use crate::errors::KafkaError;
 
-/// A COMMIT or ABORT marker for one producer's transaction (the partition
-/// side's `TxnMarker`, mirrored until it lands on main).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TxnMarker {
-    pub producer_id: i64,
-    pub producer_epoch: i16,
-    pub coordinator_epoch: i32,
-    pub commit: bool,
-}
+pub use crate::producer_state::TxnMarker;
 
 /// Where markers go.
 pub trait MarkerWriter: Send + Sync {

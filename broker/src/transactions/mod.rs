@@ -116,6 +116,11 @@ impl TransactionCoordinator {
 
     /// This broker's open, replayed partition for `id`.
     async fn partition(&self, broker: &Broker, id: &str) -> Result<Arc<Partition>, Code> {
+        // Clients ask FindCoordinator first, which creates the topic; a
+        // request straight to a broker (Flink's resume path) may come first.
+        internal_topic::ensure(broker, TXN_TOPIC, self.cfg.num_partitions)
+            .await
+            .map_err(|e| e.code())?;
         let p = internal_topic::open(broker, TXN_TOPIC, id).await?;
         self.load(&p).await?;
         Ok(p)
@@ -591,11 +596,8 @@ fn describe(id: &str, m: &TxnMeta) -> TxnDescription {
 }
 
 /// A fresh producer id from this broker's block.
-async fn next_producer_id(_broker: &Broker) -> Result<i64, KafkaError> {
-    Err(KafkaError::new(
-        E::CoordinatorNotAvailable,
-        "producer ids are not available yet",
-    ))
+async fn next_producer_id(broker: &Broker) -> Result<i64, KafkaError> {
+    broker.producer_ids.next_producer_id().await
 }
 
 impl MarkerWriter for Broker {
@@ -606,7 +608,10 @@ impl MarkerWriter for Broker {
         marker: TxnMarker,
     ) -> BoxFuture<'a, Result<i64, KafkaError>> {
         Box::pin(async move {
-            let offset = write_control_batch(self, topic, partition, marker).await?;
+            let offset = self
+                .partitions
+                .write_txn_marker(topic, partition, marker)
+                .await?;
             if topic == OFFSETS_TOPIC
                 && let Ok(index) = u32::try_from(partition)
             {
@@ -622,20 +627,6 @@ impl MarkerWriter for Broker {
             Ok(offset)
         })
     }
-}
-
-/// Append a COMMIT/ABORT control batch to a partition this broker owns.
-async fn write_control_batch(
-    broker: &Broker,
-    topic: &str,
-    partition: i32,
-    _marker: TxnMarker,
-) -> Result<i64, KafkaError> {
-    broker.partitions.get(topic, partition).await?;
-    Err(KafkaError::new(
-        E::NotLeaderOrFollower,
-        "markers are not available yet",
-    ))
 }
 
 /// Finish and time out transactions until `shutdown`.
