@@ -14,6 +14,7 @@ use crate::groups::GroupCoordinator;
 use crate::metrics::Metrics;
 use crate::partitions::PartitionManager;
 use crate::router::Router;
+use crate::transactions::TransactionCoordinator;
 
 /// This broker's identity in the cluster.
 #[derive(Debug)]
@@ -57,6 +58,8 @@ pub struct Broker {
     pub partitions: Arc<PartitionManager>,
     /// Consumer groups and committed offsets.
     pub groups: GroupCoordinator,
+    /// Transactional ids and the two-phase end of transactions.
+    pub transactions: TransactionCoordinator,
     /// Incremental fetch sessions (KIP-227).
     pub fetch_sessions: FetchSessionCache,
     /// Cancelled when the broker shuts down.

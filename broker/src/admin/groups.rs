@@ -22,9 +22,8 @@ use skiff_wire::kafka_protocol::messages::{
     offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic},
     offset_fetch_request::OffsetFetchRequestGroup,
 };
-use skiff_wire::kafka_protocol::protocol::StrBytes;
 
-use super::{AdminClient, AdminError, Output, error_name, table};
+use super::{AdminClient, AdminError, Output, failed, s, table, unexpected};
 use crate::groups::records::assignment_partitions;
 
 #[derive(Debug, Subcommand)]
@@ -54,18 +53,6 @@ pub enum GroupsCommand {
         #[arg(required = true)]
         groups: Vec<String>,
     },
-}
-
-fn s(v: &str) -> StrBytes {
-    StrBytes::from_string(v.to_string())
-}
-
-fn unexpected() -> AdminError {
-    AdminError::Kafka("unexpected answer".into())
-}
-
-fn failed(what: &str, code: i16) -> AdminError {
-    AdminError::Kafka(format!("{what}: {}", error_name(code)))
 }
 
 /// One partition's committed offset and lag.

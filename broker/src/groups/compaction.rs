@@ -8,7 +8,9 @@
 //! under the partition's lock so nothing interleaves, waits until that
 //! rewrite is durable, then trims the stream's start to where the rewrite
 //! began. Replay then reads only the rewrite and what followed it, and
-//! yields the same state (last record per key wins either way).
+//! yields the same state (last record per key wins either way). A partition
+//! holding records of an open transaction (TxnOffsetCommit) is not compacted
+//! until the transaction's marker is written.
 //!
 //! **Cleanup** (every `offsets_retention_check_interval`, Kafka
 //! `offsets.retention.check.interval.ms`): offsets of topics that no longer
@@ -110,6 +112,11 @@ impl GroupCoordinator {
         });
         let grown = p.stream.end_offset().saturating_sub(stats.base);
         if threshold == 0 || grown <= threshold.max(2 * stats.live) {
+            return Ok(None);
+        }
+        // Records of open transactions live only in the stream until their
+        // marker: trimming them away would lose a commit. Wait for it.
+        if self.txn_offsets.has_pending_on(p.index) {
             return Ok(None);
         }
         self.compact(p).await.map(Some)
@@ -242,7 +249,7 @@ impl GroupCoordinator {
 
     /// Compact every loaded partition that grew enough.
     pub async fn compact_owned(&self, broker: &Broker) {
-        let loaded: Vec<u32> = self.loaded.lock().keys().copied().collect();
+        let loaded = self.load.partitions();
         for index in loaded {
             if let Ok(p) = broker.partitions.get(OFFSETS_TOPIC, index as i32).await
                 && let Err(e) = self.maybe_compact(&p).await

@@ -84,12 +84,12 @@ pub struct GroupValue {
     pub members: Vec<StoredMember>,
 }
 
-pub(super) fn put_str(b: &mut BytesMut, s: &str) {
+pub(crate) fn put_str(b: &mut BytesMut, s: &str) {
     b.put_i16(s.len().min(i16::MAX as usize) as i16);
     b.put_slice(&s.as_bytes()[..s.len().min(i16::MAX as usize)]);
 }
 
-pub(super) fn put_nstr(b: &mut BytesMut, s: Option<&str>) {
+pub(crate) fn put_nstr(b: &mut BytesMut, s: Option<&str>) {
     match s {
         None => b.put_i16(-1),
         Some(s) => put_str(b, s),
@@ -101,7 +101,7 @@ pub(super) fn put_bytes(b: &mut BytesMut, v: &[u8]) {
     b.put_slice(v);
 }
 
-pub(super) fn need(b: &Bytes, n: usize) -> Result<(), RecordError> {
+pub(crate) fn need(b: &Bytes, n: usize) -> Result<(), RecordError> {
     if b.remaining() < n {
         Err(RecordError::Truncated)
     } else {
@@ -109,20 +109,20 @@ pub(super) fn need(b: &Bytes, n: usize) -> Result<(), RecordError> {
     }
 }
 
-pub(super) fn get_i16(b: &mut Bytes) -> Result<i16, RecordError> {
+pub(crate) fn get_i16(b: &mut Bytes) -> Result<i16, RecordError> {
     need(b, 2)?;
     Ok(b.get_i16())
 }
-pub(super) fn get_i32(b: &mut Bytes) -> Result<i32, RecordError> {
+pub(crate) fn get_i32(b: &mut Bytes) -> Result<i32, RecordError> {
     need(b, 4)?;
     Ok(b.get_i32())
 }
-pub(super) fn get_i64(b: &mut Bytes) -> Result<i64, RecordError> {
+pub(crate) fn get_i64(b: &mut Bytes) -> Result<i64, RecordError> {
     need(b, 8)?;
     Ok(b.get_i64())
 }
 
-pub(super) fn get_nstr(b: &mut Bytes) -> Result<Option<String>, RecordError> {
+pub(crate) fn get_nstr(b: &mut Bytes) -> Result<Option<String>, RecordError> {
     let len = get_i16(b)?;
     if len < 0 {
         return Ok(None);
@@ -135,7 +135,7 @@ pub(super) fn get_nstr(b: &mut Bytes) -> Result<Option<String>, RecordError> {
         .map_err(|_| RecordError::Utf8)
 }
 
-pub(super) fn get_str(b: &mut Bytes) -> Result<String, RecordError> {
+pub(crate) fn get_str(b: &mut Bytes) -> Result<String, RecordError> {
     Ok(get_nstr(b)?.unwrap_or_default())
 }
 
