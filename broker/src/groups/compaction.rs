@@ -179,6 +179,19 @@ impl GroupCoordinator {
                     (g.id.clone(), (g.partition, e))
                 })
                 .filter(|(_, (_, e))| !e.offsets.is_empty() || e.remove_group)
+                // Consumer-protocol groups without members and offsets.
+                .chain(
+                    consumer
+                        .values()
+                        .filter(|c| c.members.is_empty() && !groups.contains_key(&c.id))
+                        .map(|c| {
+                            let e = Expired {
+                                offsets: Vec::new(),
+                                remove_group: true,
+                            };
+                            (c.id.clone(), (c.partition, e))
+                        }),
+                )
                 .collect()
         };
         for (group, (index, e)) in plans {

@@ -306,3 +306,40 @@ fn snapshots_round_trip() {
         );
     }
 }
+
+#[test]
+fn a_member_that_does_not_revoke_in_time_is_fenced() {
+    let mut s = Sim::new(2);
+    s.join("a");
+    s.settle();
+    s.join("b");
+    // a is told to revoke but never acknowledges.
+    let (ea, oa) = s.clients["a"].clone();
+    s.send(beat("a", ea, &oa));
+    assert_eq!(s.g.members["a"].rec.state, MemberState::UnrevokedPartitions);
+    let deadline = s.g.members["a"].revoke_deadline.unwrap();
+    assert!(!s.g.tick(deadline - Duration::from_millis(1)));
+    assert!(s.g.tick(deadline));
+    assert!(!s.g.members.contains_key("a"));
+    s.clients.remove("a");
+    s.settle();
+    assert_eq!(s.sizes(), vec![2]);
+}
+
+#[test]
+fn the_group_size_is_bounded() {
+    let mut g = ConsumerGroup::new("g".into(), 0);
+    let cfg = GroupConfig {
+        consumer_max_size: 1,
+        ..GroupConfig::default()
+    };
+    let mut changed = false;
+    let now = Instant::now();
+    assert_eq!(
+        g.heartbeat(join("a"), &topics(1), now, &cfg, &mut changed)
+            .error,
+        0
+    );
+    let a = g.heartbeat(join("b"), &topics(1), now, &cfg, &mut changed);
+    assert_eq!(a.error, E::GroupMaxSizeReached.code());
+}
