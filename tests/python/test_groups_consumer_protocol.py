@@ -11,10 +11,10 @@ import time
 import uuid
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupType, TopicPartition
 
 import kafka_raw as raw
-from clients import create_topic
+from clients import admin as admin_client, create_topic
 from conftest import skiff_bin
 from group_helpers import Pump, fill as group_fill
 
@@ -228,6 +228,19 @@ def test_admin_lag_and_type_of_a_consumer_group(cbroker, topic_name):
         assert lag == {p: (committed[p], 10, 10 - committed[p]) for p in range(2)}
         r = admin(cbroker, "groups", "describe", group)
         assert r.returncode == 0 and "consumer" in r.stdout, r.stdout + r.stderr
+
+        # librdkafka's admin API: ListGroups with a type filter, and
+        # DescribeConsumerGroups (ConsumerGroupDescribe for consumer groups).
+        a = admin_client(cbroker)
+        got = a.list_consumer_groups(types={ConsumerGroupType.CONSUMER}).result(timeout=30)
+        by_id = {g.group_id: g for g in got.valid}
+        assert by_id[group].type == ConsumerGroupType.CONSUMER
+        got = a.list_consumer_groups(types={ConsumerGroupType.CLASSIC}).result(timeout=30)
+        assert group not in {g.group_id for g in got.valid}
+        desc = a.describe_consumer_groups([group])[group].result(timeout=30)
+        assert desc.type == ConsumerGroupType.CONSUMER
+        assert [sorted(tp.partition for tp in m.assignment.topic_partitions)
+                for m in desc.members] == [[0, 1]]
     finally:
         c.close()
 

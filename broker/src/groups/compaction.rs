@@ -127,6 +127,11 @@ impl GroupCoordinator {
         let lock = self.lock_for(p.index);
         let (base, live, pending) = {
             let _guard = lock.lock().await;
+            // Checked again under the lock: a transactional record may have
+            // been appended since maybe_compact looked.
+            if self.txn_offsets.has_pending_on(p.index) {
+                return Ok(p.stream.start_offset());
+            }
             let records = self.live_records(p.index);
             let base = p.stream.end_offset();
             let mut pending = Vec::new();
