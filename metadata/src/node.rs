@@ -49,9 +49,6 @@ type Proposal = (Command, oneshot::Sender<Result<Output, MetadataError>>);
 
 /// Proposals queued before writers wait (backpressure).
 const PROPOSAL_QUEUE: usize = 8192;
-/// Batches in flight at once; while they are, new proposals accumulate
-/// into the next batch (group commit).
-const BATCHES_IN_FLIGHT: usize = 2;
 
 pub(crate) struct Inner {
     pub(crate) id: NodeId,
@@ -440,7 +437,7 @@ impl MetadataNode {
     /// one append, one fsync, many commands. A batch is cut whenever a
     /// slot frees up, so a lone command waits for nothing.
     async fn proposer(&self, mut rx: mpsc::Receiver<Proposal>) {
-        let slots = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
+        let slots = Arc::new(Semaphore::new(self.inner.config.batches_in_flight));
         loop {
             let Ok(permit) = slots.clone().acquire_owned().await else {
                 return;
