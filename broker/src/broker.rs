@@ -13,7 +13,9 @@ use crate::fetch_session::FetchSessionCache;
 use crate::groups::GroupCoordinator;
 use crate::metrics::Metrics;
 use crate::partitions::PartitionManager;
+use crate::producer_ids::ProducerIdManager;
 use crate::router::Router;
+use crate::transactions::TransactionCoordinator;
 
 /// This broker's identity in the cluster.
 #[derive(Debug)]
@@ -21,7 +23,7 @@ pub struct NodeIdentity {
     pub id: BrokerId,
     /// The incarnation epoch from registration; requests to metadata that
     /// carry an older one are fenced.
-    epoch: AtomicU64,
+    epoch: Arc<AtomicU64>,
     /// Advertised Kafka listener.
     pub host: String,
     pub port: i32,
@@ -32,7 +34,7 @@ impl NodeIdentity {
     pub fn new(id: BrokerId, host: String, port: i32) -> Self {
         Self {
             id,
-            epoch: AtomicU64::new(0),
+            epoch: Arc::new(AtomicU64::new(0)),
             host,
             port,
             rack: None,
@@ -40,6 +42,10 @@ impl NodeIdentity {
     }
     pub fn epoch(&self) -> u64 {
         self.epoch.load(Ordering::Acquire)
+    }
+    /// The epoch cell, for components that send it to metadata.
+    pub fn epoch_cell(&self) -> Arc<AtomicU64> {
+        self.epoch.clone()
     }
     pub fn set_epoch(&self, e: u64) {
         self.epoch.store(e, Ordering::Release);
@@ -57,6 +63,10 @@ pub struct Broker {
     pub partitions: Arc<PartitionManager>,
     /// Consumer groups and committed offsets.
     pub groups: GroupCoordinator,
+    /// Transactional ids and the two-phase end of transactions.
+    pub transactions: TransactionCoordinator,
+    /// Producer ids for InitProducerId.
+    pub producer_ids: ProducerIdManager,
     /// Incremental fetch sessions (KIP-227).
     pub fetch_sessions: FetchSessionCache,
     /// Cancelled when the broker shuts down.

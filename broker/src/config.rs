@@ -97,6 +97,17 @@ pub struct BrokerConfig {
     /// Most incremental fetch sessions (KIP-227) cached at once; 0 turns
     /// sessions off (Kafka `max.incremental.fetch.session.cache.slots`).
     pub max_incremental_fetch_session_cache_slots: usize,
+    /// How long a producer id's state is kept on a partition after its last
+    /// write, unless it has a transaction open there (Kafka
+    /// `producer.id.expiration.ms`).
+    pub producer_id_expiration_ms: i64,
+    /// How often each partition's producer state is snapshotted to the object
+    /// store (also on close), bounding the replay when it is opened.
+    #[serde(with = "humantime_serde")]
+    pub producer_state_snapshot_interval: Duration,
+    /// Most producer ids remembered per partition; beyond it the least
+    /// recently active ones without an open transaction are forgotten.
+    pub producer_state_max_producers: usize,
     /// How long a graceful shutdown waits for in-flight requests and the WAL
     /// flush before aborting.
     #[serde(with = "humantime_serde")]
@@ -125,6 +136,14 @@ pub struct BrokerConfig {
     /// The group coordinator (`[groups]`): offsets topic partitions,
     /// initial rebalance delay, session timeout bounds.
     pub groups: crate::groups::GroupConfig,
+    /// Largest `transaction.timeout.ms` a transactional producer may ask for
+    /// (Kafka `transaction.max.timeout.ms`). Two hours: Flink's KafkaSink
+    /// asks for one hour by default, above Kafka's 15-minute default.
+    pub transaction_max_timeout_ms: i32,
+    /// Partitions of `__transaction_state` when it is created (Kafka
+    /// `transaction.state.log.num.partitions`). Fixed afterwards: it decides
+    /// which partition holds a transactional id.
+    pub transaction_state_log_num_partitions: u32,
 }
 
 impl Default for BrokerConfig {
@@ -144,6 +163,9 @@ impl Default for BrokerConfig {
             log_retention_check_interval: Duration::from_secs(60),
             max_connections: 10_000,
             max_incremental_fetch_session_cache_slots: 1000,
+            producer_id_expiration_ms: 86_400_000,
+            producer_state_snapshot_interval: Duration::from_secs(60),
+            producer_state_max_producers: 100_000,
             shutdown_grace: Duration::from_secs(10),
             log_level: "info".into(),
             log_format: LogFormat::Text,
@@ -153,6 +175,8 @@ impl Default for BrokerConfig {
             object_store: ObjectStoreConfig::default(),
             metadata: MetadataConfig::default(),
             groups: crate::groups::GroupConfig::default(),
+            transaction_max_timeout_ms: 7_200_000,
+            transaction_state_log_num_partitions: 50,
         }
     }
 }
@@ -175,6 +199,11 @@ const KEYS: &[&str] = &[
     "max_connections",
     "max_incremental_fetch_session_cache_slots",
     "groups",
+    "transaction_max_timeout_ms",
+    "transaction_state_log_num_partitions",
+    "producer_id_expiration_ms",
+    "producer_state_snapshot_interval",
+    "producer_state_max_producers",
     "shutdown_grace",
     "log_level",
     "log_format",
@@ -185,9 +214,12 @@ const KEYS: &[&str] = &[
     "metadata",
 ];
 
-/// Whether a (lower-cased, dotted) environment key names broker configuration.
+/// Whether a dotted environment key names broker configuration. figment's
+/// `Env::filter` sees the key before lower-casing (`STORAGE.UPLOAD.INTERVAL`),
+/// so the comparison ignores case.
 fn is_config_key(key: &str) -> bool {
-    KEYS.contains(&key.split('.').next().unwrap_or(""))
+    let top = key.split('.').next().unwrap_or("");
+    KEYS.iter().any(|k| k.eq_ignore_ascii_case(top))
 }
 
 /// Where configuration comes from, besides the defaults.
@@ -439,6 +471,11 @@ mod tests {
     fn only_broker_keys_are_read_from_the_environment() {
         assert!(is_config_key("num_partitions"));
         assert!(is_config_key("storage.upload.interval"));
+        // As the filter gets them from SKIFF_UNSAFE_ACK_BEFORE_FSYNC and
+        // SKIFF_STORAGE__WAL__GROUP_COMMIT_MAX_DELAY (not lower-cased yet).
+        assert!(is_config_key("UNSAFE_ACK_BEFORE_FSYNC"));
+        assert!(is_config_key("STORAGE.WAL.GROUP_COMMIT_MAX_DELAY"));
+        assert!(!is_config_key("MOTO_SERVER"));
         assert!(!is_config_key("moto_server"));
         assert!(!is_config_key("bootstrap_server"));
         assert!(!is_config_key("bin"));

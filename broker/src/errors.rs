@@ -1,6 +1,7 @@
 //! The one place where domain errors become Kafka error codes.
 
 use skiff_metadata::command::CommandError;
+use skiff_storage::AppendError;
 use skiff_wire::kafka_protocol::error::ResponseError;
 
 use crate::cluster::ClusterError;
@@ -71,6 +72,17 @@ impl From<TopicConfigError> for KafkaError {
     fn from(e: TopicConfigError) -> Self {
         KafkaError::new(ResponseError::InvalidConfig, e.to_string())
     }
+}
+
+/// The one place storage append errors become Kafka codes.
+pub fn append_error(e: &AppendError) -> KafkaError {
+    let code = match e {
+        AppendError::Fenced(_) | AppendError::Closed(_) => ResponseError::NotLeaderOrFollower,
+        AppendError::TooLarge { .. } => ResponseError::MessageTooLarge,
+        AppendError::Empty => ResponseError::InvalidRecord,
+        AppendError::Wal(_) => ResponseError::KafkaStorageError,
+    };
+    KafkaError::new(code, e.to_string())
 }
 
 /// The name of an error code, for metrics labels and logs.

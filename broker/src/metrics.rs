@@ -29,6 +29,11 @@ pub struct ApiErrorLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    pub error: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TopicLabels {
     pub topic: String,
 }
@@ -53,6 +58,10 @@ pub struct Metrics {
     pub bytes_in: Family<TopicLabels, Counter>,
     pub bytes_out: Family<TopicLabels, Counter>,
     pub messages_in: Family<TopicLabels, Counter>,
+    /// Idempotent/transactional batches refused (sequence, epoch, txn state).
+    pub producer_rejections: Family<ErrorLabels, Counter>,
+    /// Retried batches answered with their original offsets.
+    pub producer_duplicates: Counter,
     pub connections: Gauge,
     pub connections_total: Counter,
     wal_unuploaded_bytes: Gauge,
@@ -116,6 +125,18 @@ impl Metrics {
             "Records produced, by topic",
             messages_in.clone(),
         );
+        let producer_rejections = Family::<ErrorLabels, Counter>::default();
+        registry.register(
+            "producer_batches_rejected",
+            "Idempotent or transactional batches refused, by error (OUT_OF_ORDER_SEQUENCE_NUMBER, INVALID_PRODUCER_EPOCH, ...)",
+            producer_rejections.clone(),
+        );
+        let producer_duplicates = Counter::default();
+        registry.register(
+            "producer_batches_duplicate",
+            "Retried idempotent batches answered with their original offsets instead of being appended",
+            producer_duplicates.clone(),
+        );
         let connections = Gauge::default();
         registry.register(
             "connections",
@@ -166,6 +187,8 @@ impl Metrics {
             bytes_in,
             bytes_out,
             messages_in,
+            producer_rejections,
+            producer_duplicates,
             connections,
             connections_total,
             wal_unuploaded_bytes,

@@ -26,6 +26,7 @@ use uuid::Uuid;
 use crate::cluster::Cluster;
 use crate::config::BrokerConfig;
 use crate::errors::KafkaError;
+use crate::producer_state::PartitionProducers;
 use crate::topic_config::TopicPolicy;
 
 /// A topic-partition key.
@@ -42,6 +43,8 @@ pub struct Partition {
     pub topic_id: Uuid,
     pub index: u32,
     pub stream: StreamHandle,
+    /// Idempotent and transactional producers' state on this partition.
+    pub producers: PartitionProducers,
     policy: RwLock<TopicPolicy>,
 }
 
@@ -77,6 +80,8 @@ struct Wanted {
 pub struct PartitionManager {
     me: BrokerId,
     storage: Arc<Storage>,
+    /// Where producer-state snapshots live (the storage's object store).
+    snapshots: Arc<dyn object_store::ObjectStore>,
     cluster: Cluster,
     config: BrokerConfig,
     open: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
@@ -105,6 +110,7 @@ impl PartitionManager {
     ) -> Self {
         Self {
             me,
+            snapshots: storage.store(),
             storage,
             cluster,
             config,
@@ -227,6 +233,7 @@ impl PartitionManager {
             self.open.write().remove(&key);
             match p.stream.close().await {
                 Ok(end) => {
+                    self.snapshot_closed(&p, end).await;
                     info!(topic = %key.topic, partition = key.partition, end, "closed partition")
                 }
                 Err(e) => {
@@ -245,16 +252,23 @@ impl PartitionManager {
             if !self.opening.write().insert(key.clone()) {
                 continue;
             }
-            let result = self.storage.open_stream(w.stream, w.epoch).await;
+            let result = match self.storage.open_stream(w.stream, w.epoch).await {
+                Ok(stream) => crate::producer_state::load(&self.snapshots, &stream)
+                    .await
+                    .map(|producers| (stream, producers))
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
             self.opening.write().remove(&key);
             match result {
-                Ok(stream) => {
+                Ok((stream, producers)) => {
                     debug!(topic = %key.topic, partition = key.partition, epoch = w.epoch.0, "opened partition");
                     let p = Arc::new(Partition {
                         topic: key.topic.clone(),
                         topic_id: w.topic_id,
                         index: key.partition,
                         stream,
+                        producers,
                         policy: RwLock::new(TopicPolicy::resolve(&w.configs, &self.config)),
                     });
                     self.open.write().insert(key, p);
@@ -272,8 +286,38 @@ impl PartitionManager {
     pub async fn close_all(&self) {
         let all: Vec<Arc<Partition>> = self.open.write().drain().map(|(_, p)| p).collect();
         for p in all {
-            if let Err(e) = p.stream.close().await {
-                warn!(topic = %p.topic, partition = p.index, error = %e, "closing partition");
+            match p.stream.close().await {
+                Ok(end) => self.snapshot_closed(&p, end).await,
+                Err(e) => {
+                    warn!(topic = %p.topic, partition = p.index, error = %e, "closing partition")
+                }
+            }
+        }
+    }
+
+    async fn snapshot_closed(&self, p: &Partition, end: u64) {
+        crate::producer_state::snapshot_closed(&self.snapshots, &p.stream, &p.producers, end).await;
+    }
+
+    /// Snapshot producer state, expire idle producers: every
+    /// `producer_state_snapshot_interval` until `shutdown`.
+    pub async fn maintain_producers(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(self.config.producer_state_snapshot_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            for p in self.all() {
+                crate::producer_state::maintain(
+                    &self.snapshots,
+                    &p.stream,
+                    &p.producers,
+                    &self.config,
+                )
+                .await;
             }
         }
     }

@@ -15,13 +15,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use openraft::error::{
     ChangeMembershipError, CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError,
 };
 use openraft::{ChangeMembers, ServerState};
 use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
+// tokio's clock, so a simulation on a paused clock sees the same deadlines.
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -263,6 +265,7 @@ impl MetadataNode {
                 tracing::debug!(node = self.inner.id, via = %target, ?r, "join attempt failed");
             }
             tokio::select! {
+                biased;
                 _ = self.inner.cancel.cancelled() => return,
                 _ = tokio::time::sleep(self.inner.config.election_timeout_max) => {}
             }
@@ -280,6 +283,7 @@ impl MetadataNode {
         let mut leading_since: Option<Instant> = None;
         loop {
             tokio::select! {
+                biased;
                 _ = self.inner.cancel.cancelled() => return,
                 _ = tokio::time::sleep(tick) => {}
             }
@@ -442,6 +446,7 @@ impl MetadataNode {
                 return;
             };
             let first = tokio::select! {
+                biased;
                 _ = self.inner.cancel.cancelled() => return,
                 p = rx.recv() => match p {
                     Some(p) => p,
@@ -691,10 +696,12 @@ impl MetadataNode {
     pub async fn shutdown(&self) {
         self.inner.cancel.cancel();
         self.inner.tasks.close();
-        self.inner.tasks.wait().await;
+        // Raft first: a proposal waiting for a commit that a lost quorum
+        // will never give only ends when Raft stops.
         if let Err(e) = self.inner.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");
         }
+        self.inner.tasks.wait().await;
     }
 }
 

@@ -116,4 +116,4 @@ pub mod wal;
 pub use config::StorageConfig;
 pub use engine::Storage;
 pub use error::{AppendError, CloseError, OpenError, ReadError, TrimError};
-pub use stream::{AppendResult, PendingAppend, StreamHandle};
+pub use stream::{AppendResult, PendingAppend, StreamHandle, TryAppendError};

@@ -123,6 +123,17 @@ impl Future for PendingAppend {
     }
 }
 
+/// Why [`StreamHandle::try_append_with`] appended nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum TryAppendError<E> {
+    /// The caller's `build` refused the batch.
+    #[error("batch refused by the caller")]
+    Rejected(E),
+    /// Storage refused it.
+    #[error(transparent)]
+    Append(#[from] AppendError),
+}
+
 /// An open stream. Cheap to clone; all clones share the single-writer lock.
 #[derive(Clone)]
 pub struct StreamHandle {
@@ -193,20 +204,51 @@ impl StreamHandle {
     where
         F: FnOnce(u64) -> Bytes,
     {
+        self.try_append_with(
+            records,
+            |base| Ok::<_, std::convert::Infallible>((build(base), ())),
+            |()| {},
+        )
+        .await
+        .map_err(|e| match e {
+            TryAppendError::Append(e) => e,
+            TryAppendError::Rejected(never) => match never {},
+        })
+    }
+
+    /// [`append_with`](Self::append_with) for callers that check the batch
+    /// against state only valid under the single-writer lock (Kafka's
+    /// producer sequence checks). `build` may refuse the batch
+    /// ([`TryAppendError::Rejected`], nothing appended) or return the payload
+    /// and a token; `commit` gets the token, still under the writer lock, only
+    /// once the record is queued to the WAL, so state updated there never
+    /// claims a batch that was not appended. (A WAL failure after that point
+    /// fails the whole stream: it must be reopened, and state rebuilt.)
+    pub async fn try_append_with<E, T, F, C>(
+        &self,
+        records: u32,
+        build: F,
+        commit: C,
+    ) -> Result<PendingAppend, TryAppendError<E>>
+    where
+        F: FnOnce(u64) -> Result<(Bytes, T), E>,
+        C: FnOnce(T),
+    {
         if records == 0 {
-            return Err(AppendError::Empty);
+            return Err(AppendError::Empty.into());
         }
         let st = &self.state;
         let _writer = st.writer.lock().await;
         st.writable()?;
         let base = st.offsets.lock().next;
-        let payload = build(base);
+        let (payload, token) = build(base).map_err(TryAppendError::Rejected)?;
         let max = self.shared.config.wal.max_record_bytes;
         if payload.len() as u64 > max {
             return Err(AppendError::TooLarge {
                 size: payload.len(),
                 max,
-            });
+            }
+            .into());
         }
         let permit = self.shared.reserve(payload.len()).await;
         st.writable()?;
@@ -226,9 +268,19 @@ impl StreamHandle {
         st.offsets.lock().next = base + u64::from(records);
         if self.shared.submit(record, tag).is_err() {
             st.offsets.lock().next = base;
-            return Err(AppendError::Closed(st.id));
+            return Err(AppendError::Closed(st.id).into());
         }
+        commit(token);
         Ok(PendingAppend { stream: st.id, rx })
+    }
+
+    /// Run `f` under the single-writer lock, with the next offset to be
+    /// assigned: no append runs meanwhile. For snapshots of state that
+    /// appends update.
+    pub async fn with_writer_lock<R>(&self, f: impl FnOnce(u64) -> R) -> R {
+        let _writer = self.state.writer.lock().await;
+        let next = self.state.offsets.lock().next;
+        f(next)
     }
 
     /// Batches from the one containing `from`, up to about `max_bytes` of

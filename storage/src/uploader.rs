@@ -119,6 +119,9 @@ impl Uploader {
     /// Add durable batches (in WAL order); `wal_end` covers them.
     pub(crate) fn push(&self, items: Vec<PendingItem>, wal_end: u64, seal_bytes: u64) {
         let mut p = self.pending.lock();
+        // The sealer sleeps without a deadline while nothing is pending:
+        // the first pending data must wake it so the interval starts.
+        let first = p.since.is_none() && !items.is_empty();
         for (stream, epoch, batch, permit) in items {
             let len = batch.payload.len() as u64;
             let s = p.streams.entry(stream).or_default();
@@ -132,7 +135,7 @@ impl Uploader {
         p.wal_end = p.wal_end.max(wal_end);
         let full = p.bytes >= seal_bytes;
         drop(p);
-        if full {
+        if full || first {
             self.wake.notify_one();
         }
     }

@@ -12,8 +12,8 @@ use futures::FutureExt;
 use skiff_storage::ReadError;
 use skiff_wire::kafka_protocol::error::ResponseError;
 use skiff_wire::kafka_protocol::messages::{
-    BrokerId, FetchRequest, FetchResponse, ResponseKind, TopicName,
-    fetch_response::{FetchableTopicResponse, LeaderIdAndEpoch, PartitionData},
+    BrokerId, FetchRequest, FetchResponse, ProducerId, ResponseKind, TopicName,
+    fetch_response::{AbortedTransaction, FetchableTopicResponse, LeaderIdAndEpoch, PartitionData},
 };
 use skiff_wire::kafka_protocol::protocol::StrBytes;
 use tokio::sync::watch;
@@ -184,6 +184,9 @@ async fn fetch(broker: &Broker, ctx: &RequestContext, req: FetchRequest) -> Fetc
                         }
                     };
                 watchers.push(partition.stream.subscribe());
+                if read_committed {
+                    watchers.push(partition.producers.subscribe());
+                }
                 let remaining = max_bytes.saturating_sub(total);
                 let limit = (fp.partition_max_bytes.max(0) as usize).min(remaining);
                 let data = data.with_current_leader(
@@ -191,8 +194,11 @@ async fn fetch(broker: &Broker, ctx: &RequestContext, req: FetchRequest) -> Fetc
                         .with_leader_id(BrokerId(broker.id()))
                         .with_leader_epoch(partition.leader_epoch()),
                 );
-                match read_partition(&partition, fp.fetch_offset, limit, total == 0).await {
-                    Ok(records) => {
+                let hw = partition.high_watermark();
+                let lso = partition.producers.last_stable_offset(hw);
+                let upper = if read_committed { lso } else { hw };
+                match read_partition(&partition, fp.fetch_offset, upper, limit, total == 0).await {
+                    Ok((records, fetched_end)) => {
                         total += records.len();
                         if !records.is_empty() {
                             broker
@@ -203,10 +209,18 @@ async fn fetch(broker: &Broker, ctx: &RequestContext, req: FetchRequest) -> Fetc
                                 })
                                 .inc_by(records.len() as u64);
                         }
-                        let hw = partition.high_watermark();
+                        let data = if read_committed && fetched_end > fp.fetch_offset {
+                            data.with_aborted_transactions(Some(aborted(
+                                &partition,
+                                fp.fetch_offset,
+                                fetched_end,
+                            )))
+                        } else {
+                            data
+                        };
                         parts.push(
                             data.with_high_watermark(hw)
-                                .with_last_stable_offset(hw)
+                                .with_last_stable_offset(lso)
                                 .with_log_start_offset(partition.log_start_offset())
                                 .with_records(Some(records.freeze())),
                         );
@@ -215,8 +229,8 @@ async fn fetch(broker: &Broker, ctx: &RequestContext, req: FetchRequest) -> Fetc
                         any_error = true;
                         parts.push(
                             data.with_error_code(e.code())
-                                .with_high_watermark(partition.high_watermark())
-                                .with_last_stable_offset(partition.high_watermark())
+                                .with_high_watermark(hw)
+                                .with_last_stable_offset(lso)
                                 .with_log_start_offset(partition.log_start_offset()),
                         );
                     }
@@ -295,15 +309,33 @@ fn check_epoch(p: Arc<Partition>, client_epoch: i32) -> Result<Arc<Partition>, K
     }
 }
 
-/// Read from `offset` up to `limit` bytes. The first partition with data in
-/// a response returns at least one whole batch even if it is larger than the
-/// limits (KIP-74), so a consumer always progresses; later ones stop at the limit.
+/// The aborted transactions a read_committed consumer must know about to
+/// filter `[from, to)`.
+fn aborted(p: &Partition, from: i64, to: i64) -> Vec<AbortedTransaction> {
+    p.producers
+        .with(|s| s.aborted_between(from, to))
+        .into_iter()
+        .map(|a| {
+            AbortedTransaction::default()
+                .with_producer_id(ProducerId(a.producer_id))
+                .with_first_offset(a.first_offset)
+        })
+        .collect()
+}
+
+/// Read from `offset` up to `limit` bytes, only batches below `upper` (the
+/// high watermark, or the last stable offset for read_committed). The first
+/// partition with data in a response returns at least one whole batch even
+/// if it is larger than the limits (KIP-74), so a consumer always
+/// progresses; later ones stop at the limit. Returns the records and the
+/// offset after the last batch returned.
 async fn read_partition(
     p: &Partition,
     offset: i64,
+    upper: i64,
     limit: usize,
     first: bool,
-) -> Result<BytesMut, KafkaError> {
+) -> Result<(BytesMut, i64), KafkaError> {
     let start = p.log_start_offset();
     let end = p.high_watermark();
     if offset < start || offset > end {
@@ -313,8 +345,9 @@ async fn read_partition(
         ));
     }
     let mut out = BytesMut::new();
-    if offset == end || (limit == 0 && !first) {
-        return Ok(out);
+    let mut fetched_end = offset;
+    if offset >= upper || (limit == 0 && !first) {
+        return Ok((out, fetched_end));
     }
     let batches = p
         .stream
@@ -322,12 +355,16 @@ async fn read_partition(
         .await
         .map_err(|e| read_error(&e))?;
     for b in batches {
+        if b.base_offset as i64 >= upper {
+            break;
+        }
         if (!out.is_empty() || !first) && out.len() + b.payload.len() > limit {
             break;
         }
         out.extend_from_slice(&b.payload);
+        fetched_end = b.end_offset() as i64;
     }
-    Ok(out)
+    Ok((out, fetched_end))
 }
 
 /// The one place storage read errors become Kafka codes.

@@ -21,6 +21,8 @@ const EARLIEST_LOCAL: i64 = -4;
 
 pub(super) fn handle(broker: Arc<Broker>, _ctx: RequestContext, req: ListOffsetsRequest) -> Admit {
     respond_after(async move {
+        // READ_COMMITTED consumers see the last stable offset as LATEST.
+        let committed = req.isolation_level == 1;
         let mut topics = Vec::with_capacity(req.topics.len());
         for t in req.topics {
             let name = t.name.0.to_string();
@@ -29,7 +31,7 @@ pub(super) fn handle(broker: Arc<Broker>, _ctx: RequestContext, req: ListOffsets
                 let r =
                     ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
                 parts.push(
-                    match lookup(&broker, &name, p.partition_index, p.timestamp).await {
+                    match lookup(&broker, &name, p.partition_index, p.timestamp, committed).await {
                         Ok((offset, timestamp, epoch)) => r
                             .with_offset(offset)
                             .with_timestamp(timestamp)
@@ -57,10 +59,16 @@ async fn lookup(
     topic: &str,
     partition: i32,
     ts: i64,
+    committed: bool,
 ) -> Result<(i64, i64, i32), KafkaError> {
     let p = broker.partitions.get(topic, partition).await?;
     let epoch = p.leader_epoch();
     Ok(match ts {
+        LATEST if committed => (
+            p.producers.last_stable_offset(p.high_watermark()),
+            -1,
+            epoch,
+        ),
         LATEST => (p.high_watermark(), -1, epoch),
         EARLIEST | EARLIEST_LOCAL => (p.log_start_offset(), -1, epoch),
         MAX_TIMESTAMP => match log_search::max_timestamp(&p).await? {

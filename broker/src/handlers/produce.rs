@@ -8,7 +8,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
 use futures::future::join_all;
-use skiff_storage::{AppendError, PendingAppend};
+use skiff_storage::{PendingAppend, TryAppendError};
 use skiff_wire::kafka_protocol::error::ResponseError;
 use skiff_wire::kafka_protocol::messages::{
     ProduceRequest, ProduceResponse, ResponseKind,
@@ -20,9 +20,11 @@ use tracing::debug;
 
 use crate::broker::Broker;
 use crate::cluster::now_ms;
-use crate::errors::KafkaError;
-use crate::metrics::TopicLabels;
+use crate::errors::code_name;
+use crate::errors::{KafkaError, append_error};
+use crate::metrics::{ErrorLabels, TopicLabels};
 use crate::partitions::Partition;
+use crate::producer_state::{BatchMeta, Check, batch_info};
 use crate::router::{Admit, RequestContext};
 use crate::topic_config::TimestampType;
 
@@ -38,14 +40,6 @@ pub(super) fn handle(broker: Arc<Broker>, _ctx: RequestContext, req: ProduceRequ
                 req,
                 ResponseError::InvalidRequiredAcks,
                 "acks must be -1, 0 or 1",
-            );
-            return futures::future::ready(Some(ResponseKind::Produce(resp))).boxed();
-        }
-        if req.transactional_id.is_some() {
-            let resp = error_response(
-                req,
-                ResponseError::TransactionalIdAuthorizationFailed,
-                "transactions are not supported yet",
             );
             return futures::future::ready(Some(ResponseKind::Produce(resp))).boxed();
         }
@@ -102,10 +96,22 @@ enum Admitted {
         /// `unsafe_ack_before_fsync`: answer without waiting for the WAL.
         unsafe_early_ack: bool,
     },
+    /// A retried batch already written: answered with its original offsets
+    /// once they are durable.
+    Duplicate {
+        partition: Arc<Partition>,
+        meta: BatchMeta,
+    },
     Failed {
         error: KafkaError,
         record_errors: Vec<(i32, String)>,
     },
+}
+
+/// Why a producer's batch was not appended.
+enum Refusal {
+    Duplicate(BatchMeta),
+    Error(KafkaError),
 }
 
 impl Admitted {
@@ -138,6 +144,27 @@ impl Admitted {
                     .with_log_start_offset(partition.log_start_offset()),
                 Err(e) => fail(r, append_error(&e), vec![]),
             },
+            Admitted::Duplicate { partition, meta } => {
+                // The original may still be on its way to the WAL.
+                let end = partition
+                    .stream
+                    .wait_for_data(meta.last_offset as u64)
+                    .await;
+                if end as i64 > meta.last_offset {
+                    r.with_base_offset(meta.first_offset)
+                        .with_log_append_time_ms(-1)
+                        .with_log_start_offset(partition.log_start_offset())
+                } else {
+                    fail(
+                        r,
+                        KafkaError::new(
+                            ResponseError::NotLeaderOrFollower,
+                            "the partition closed before the original batch was durable",
+                        ),
+                        vec![],
+                    )
+                }
+            }
             Admitted::Failed {
                 error,
                 record_errors,
@@ -166,17 +193,6 @@ fn fail(
                 })
                 .collect(),
         )
-}
-
-/// The one place storage append errors become Kafka codes.
-fn append_error(e: &AppendError) -> KafkaError {
-    let code = match e {
-        AppendError::Fenced(_) | AppendError::Closed(_) => ResponseError::NotLeaderOrFollower,
-        AppendError::TooLarge { .. } => ResponseError::MessageTooLarge,
-        AppendError::Empty => ResponseError::InvalidRecord,
-        AppendError::Wal(_) => ResponseError::KafkaStorageError,
-    };
-    KafkaError::new(code, e.to_string())
 }
 
 async fn admit_partition(
@@ -212,12 +228,6 @@ async fn admit_partition(
         Ok(s) => s,
         Err(e) => return batch_failure(e),
     };
-    if batch.producer_id() >= 0 {
-        return Admitted::failed(KafkaError::new(
-            ResponseError::UnsupportedForMessageFormat,
-            "idempotent and transactional producers are not supported yet",
-        ));
-    }
     let now = now_ms() as i64;
     let log_append_time = match policy.timestamp_type {
         TimestampType::LogAppendTime => now,
@@ -241,14 +251,54 @@ async fn admit_partition(
     let bytes_len = batch.bytes().len() as u64;
     let leader_epoch = partition.leader_epoch();
     let append_time = policy.timestamp_type == TimestampType::LogAppendTime;
+    let producer = (batch.producer_id() >= 0).then(|| batch_info(&batch));
     let mut base_offset = 0;
     let pending = partition
         .stream
-        .append_with(records_in_batch, |base| {
-            base_offset = base;
-            stamp(&batch, base, leader_epoch, append_time.then_some(now))
-        })
+        .try_append_with(
+            records_in_batch,
+            |base| {
+                if let Some(info) = &producer {
+                    match partition.producers.with(|s| s.check_data(info)) {
+                        Ok(Check::Append) => {}
+                        Ok(Check::Duplicate(meta)) => return Err(Refusal::Duplicate(meta)),
+                        Err(e) => return Err(Refusal::Error(e)),
+                    }
+                }
+                base_offset = base;
+                Ok((
+                    stamp(&batch, base, leader_epoch, append_time.then_some(now)),
+                    base,
+                ))
+            },
+            |base| {
+                if let Some(info) = &producer {
+                    partition
+                        .producers
+                        .update(|s| s.apply_data(info, base as i64, now as u64));
+                }
+            },
+        )
         .await;
+    let pending = match pending {
+        Ok(p) => Ok(p),
+        Err(TryAppendError::Append(e)) => Err(e),
+        Err(TryAppendError::Rejected(Refusal::Duplicate(meta))) => {
+            broker.metrics.producer_duplicates.inc();
+            return Admitted::Duplicate { partition, meta };
+        }
+        Err(TryAppendError::Rejected(Refusal::Error(e))) => {
+            broker
+                .metrics
+                .producer_rejections
+                .get_or_create(&ErrorLabels {
+                    error: code_name(e.code()),
+                })
+                .inc();
+            debug!(topic, partition = index, error = %e.message, "refused producer batch");
+            return Admitted::failed(e);
+        }
+    };
     match pending {
         Ok(pending) => {
             let labels = TopicLabels {
