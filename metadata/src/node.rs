@@ -435,7 +435,9 @@ impl MetadataNode {
     /// Group commit: openraft 0.9 flushes the log once per proposal, so
     /// concurrent commands are packed into one [`Command::Batch`] entry —
     /// one append, one fsync, many commands. A batch is cut whenever a
-    /// slot frees up, so a lone command waits for nothing.
+    /// slot frees up (`batches_in_flight`, default 1), so a lone command
+    /// waits for nothing and a busy node proposes everything that arrived
+    /// during the previous commit in one entry.
     async fn proposer(&self, mut rx: mpsc::Receiver<Proposal>) {
         let slots = Arc::new(Semaphore::new(self.inner.config.batches_in_flight));
         loop {

@@ -15,6 +15,11 @@
 //!
 //! and at the end, once healed, every replica holds the same state.
 //!
+//! A crash stops the node at once (its Raft and tasks end, in-flight
+//! requests are lost) and a restart recovers from its log and snapshot
+//! files. Writes are not fsynced here, so a crash never loses written
+//! bytes; losing an unsynced tail is `single_node`'s torn-log test.
+//!
 //! Determinism: a seed runs all nodes on its own current-thread tokio
 //! runtime with a paused clock (time jumps to the next timer whenever every
 //! task waits), openraft's election timeouts come from an RNG seeded with
