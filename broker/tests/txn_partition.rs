@@ -28,13 +28,19 @@ use skiff_wire::records::{BatchBuilder, BatchView, Compression, NewRecord};
 const T: &str = "txn-topic";
 
 async fn start(dir: &std::path::Path) -> RunningBroker {
+    start_with(dir, &[]).await
+}
+
+async fn start_with(dir: &std::path::Path, extra: &[&str]) -> RunningBroker {
+    let mut sets = vec![
+        "listen=127.0.0.1:0".to_string(),
+        "http_listen=".to_string(),
+        format!("data_dir={}", dir.display()),
+    ];
+    sets.extend(extra.iter().map(|s| s.to_string()));
     let config = BrokerConfig::load(&ConfigSources {
         file: None,
-        sets: vec![
-            "listen=127.0.0.1:0".into(),
-            "http_listen=".into(),
-            format!("data_dir={}", dir.display()),
-        ],
+        sets,
         env: false,
     })
     .expect("config");
@@ -122,8 +128,12 @@ async fn marker(b: &Arc<Broker>, pid: i64, epoch: i16, commit: bool) -> i16 {
 
 /// A read_committed (or uncommitted) fetch from offset 0, no waiting.
 async fn fetch(b: &Arc<Broker>, committed: bool) -> PartitionData {
+    fetch_waiting(b, committed, 0).await
+}
+
+async fn fetch_waiting(b: &Arc<Broker>, committed: bool, max_wait_ms: i32) -> PartitionData {
     let req = FetchRequest::default()
-        .with_max_wait_ms(0)
+        .with_max_wait_ms(max_wait_ms)
         .with_min_bytes(1)
         .with_max_bytes(1 << 20)
         .with_isolation_level(i8::from(committed))
@@ -177,11 +187,7 @@ async fn latest(b: &Arc<Broker>, committed: bool) -> i64 {
     r.topics[0].partitions[0].offset
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn transactions_on_a_partition() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let running = start(dir.path()).await;
-    let b = running.broker.clone();
+async fn create(b: &Arc<Broker>) {
     let req = CreateTopicsRequest::default()
         .with_topics(vec![
             CreatableTopic::default()
@@ -191,11 +197,19 @@ async fn transactions_on_a_partition() {
         ])
         .with_timeout_ms(30_000);
     let ResponseKind::CreateTopics(r) =
-        call(&b, ApiKey::CreateTopics, 7, RequestKind::CreateTopics(req)).await
+        call(b, ApiKey::CreateTopics, 7, RequestKind::CreateTopics(req)).await
     else {
         panic!("wrong response kind")
     };
     assert_eq!(r.topics[0].error_code, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_on_a_partition() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let running = start(dir.path()).await;
+    let b = running.broker.clone();
+    create(&b).await;
 
     // producer 100 opens a transaction at offset 0; a plain write follows
     assert_eq!(
@@ -297,6 +311,49 @@ async fn transactions_on_a_partition() {
     assert_eq!(rc.last_stable_offset, end);
     assert_eq!(rc.aborted_transactions.map(|a| a.len()), Some(1));
     assert_eq!(produce(&b, batch(102, 0, false, &["dup?"])).await.0, 47);
+    drop(b);
+    running.stop().await;
+}
+
+/// A read_committed long poll wakes when a marker moves the last stable
+/// offset, and producer state is snapshotted periodically while open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lso_wakes_long_polls_and_snapshots_are_periodic() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let running = start_with(dir.path(), &["producer_state_snapshot_interval=100ms"]).await;
+    let b = running.broker.clone();
+    create(&b).await;
+    assert_eq!(produce(&b, batch(7, 0, true, &["t"])).await, (0, 0));
+    let poll = {
+        let b = b.clone();
+        tokio::spawn(async move { fetch_waiting(&b, true, 30_000).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!poll.is_finished(), "nothing is committed yet");
+    assert_eq!(marker(&b, 7, 0, true).await, 0);
+    let got = tokio::time::timeout(std::time::Duration::from_secs(10), poll)
+        .await
+        .expect("woken by the marker, long before the 30 s poll ends")
+        .expect("task");
+    // the committed batch, once the marker is durable
+    assert_eq!(batches(&got), vec![(0, false), (1, true)]);
+    // a snapshot at the end offset appears without closing the partition
+    let snaps = dir.path().join("objects-store/producer-state");
+    let want = format!("{:020}.snap", 2);
+    let mut found = false;
+    for _ in 0..100 {
+        found = std::fs::read_dir(&snaps)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
+            .any(|f| f.file_name().to_string_lossy() == want);
+        if found {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(found, "periodic snapshot at offset 2");
     drop(b);
     running.stop().await;
 }

@@ -22,7 +22,7 @@ use skiff_storage::block_cache::BlockCacheConfig;
 use skiff_storage::catalog::InMemoryCatalog;
 use skiff_storage::config::{StorageConfig, WalKind};
 use skiff_storage::error::{AppendError, CloseError, OpenError, ReadError};
-use skiff_storage::{Storage, StreamHandle};
+use skiff_storage::{Storage, StreamHandle, TryAppendError};
 use tempfile::TempDir;
 
 /// One backend + WAL kind; the catalog and store are shared by all cases
@@ -169,6 +169,44 @@ async fn append_and_read(env: &Env) -> Result<()> {
         s.append(0, Bytes::new()).await,
         Err(AppendError::Empty)
     ));
+    // A refused try_append_with assigns nothing and does not commit.
+    let mut committed = false;
+    let refused = s
+        .try_append_with(3, |_| Err::<(Bytes, ()), _>("no"), |()| committed = true)
+        .await;
+    ensure!(matches!(refused, Err(TryAppendError::Rejected("no"))) && !committed);
+    let mut token = None;
+    let too_big = s
+        .try_append_with(
+            1,
+            |b| Ok::<_, ()>((Bytes::from(vec![0u8; 1 << 20]), b)),
+            |b| token = Some(b),
+        )
+        .await;
+    ensure!(matches!(
+        too_big,
+        Err(TryAppendError::Append(AppendError::TooLarge { .. }))
+    ));
+    ensure!(token.is_none(), "commit must not run for a refused append");
+    let ok = s
+        .try_append_with(
+            2,
+            |b| Ok::<_, ()>((payload(1, 999), b)),
+            |b| token = Some(b),
+        )
+        .await;
+    ensure!(
+        ok.is_ok() && token == Some(end),
+        "commit gets the token once queued"
+    );
+    ok.map_err(|e| anyhow::anyhow!("{e}"))?.await?;
+    let end = s.end_offset();
+    let mut written = written;
+    written.push(StoredBatch {
+        base_offset: end - 2,
+        records: 2,
+        payload: payload(1, 999),
+    });
     // After upload, reads still see the same (cache or objects).
     st.flush().await;
     ensure!(s.committed_offset() == end);

@@ -252,6 +252,7 @@ def cstring(s):
     """Compact nullable string."""
     if s is None:
         return uvarint(0)
+def compact_string(s):
     b = s.encode()
     return uvarint(len(b) + 1) + b
 
@@ -336,4 +337,40 @@ def parse_offset_commit_v9_response(body):
             _, pos = read_uvarint(body, pos)
             out.append((name, idx, err))
         _, pos = read_uvarint(body, pos)
+def flexible_request(api_key, version, body, correlation_id=1, client_id="raw-test"):
+    """Request header v2 (flexible versions) + body, framed."""
+    msg = struct.pack(">hhi", api_key, version, correlation_id) + string(client_id) + b"\x00" + body
+    return struct.pack(">i", len(msg)) + msg
+
+
+def write_txn_markers_v1(markers):
+    """markers: [(producer_id, epoch, commit, coordinator_epoch, {topic: [partitions]})]."""
+    body = uvarint(len(markers) + 1)
+    for pid, epoch, commit, coord, topics in markers:
+        body += struct.pack(">qh?", pid, epoch, commit) + uvarint(len(topics) + 1)
+        for name, parts in topics.items():
+            body += compact_string(name) + uvarint(len(parts) + 1)
+            body += b"".join(struct.pack(">i", p) for p in parts) + b"\x00"
+        body += struct.pack(">i", coord) + b"\x00"
+    return body + b"\x00"
+
+
+def parse_write_txn_markers_v1_response(body):
+    """Body after the correlation id (response header v1) -> {(pid, topic, partition): error}."""
+    _tags, pos = read_uvarint(body, 0)
+    out = {}
+    n, pos = read_uvarint(body, pos)
+    for _ in range(n - 1):
+        (pid,) = struct.unpack_from(">q", body, pos); pos += 8
+        nt, pos = read_uvarint(body, pos)
+        for _ in range(nt - 1):
+            ln, pos = read_uvarint(body, pos)
+            name = body[pos:pos + ln - 1].decode(); pos += ln - 1
+            np_, pos = read_uvarint(body, pos)
+            for _ in range(np_ - 1):
+                idx, err = struct.unpack_from(">ih", body, pos); pos += 6
+                _t, pos = read_uvarint(body, pos)
+                out[(pid, name, idx)] = err
+            _t, pos = read_uvarint(body, pos)
+        _t, pos = read_uvarint(body, pos)
     return out

@@ -72,6 +72,7 @@ def test_confluent_idempotent_producer_across_kill9(broker, topic_name):
         offs = [m.offset() for m in got if m.partition() == part]
         assert offs == list(range(len(offs))), "offsets have a gap"
     assert {(a[0], a[1]) for a in acked} == {(m.partition(), m.offset()) for m in got}
+    print(f"{len(acked)} idempotent messages acked across {KILLS} kill -9s, each read once")
 
 
 def test_kafka_python_idempotent_round_trip(broker, topic_name):

@@ -87,7 +87,9 @@ impl PartitionProducers {
 
     /// The last stable offset given the high watermark.
     pub fn last_stable_offset(&self, high_watermark: i64) -> i64 {
-        self.state.lock().last_stable_offset(high_watermark)
+        let mut s = self.state.lock();
+        s.settle(high_watermark);
+        s.last_stable_offset(high_watermark)
     }
 
     /// Changes whenever the last stable offset may have moved other than by
@@ -177,6 +179,7 @@ pub async fn load(
     let now = crate::cluster::now_ms();
     replay(stream, &mut state, from, now).await?;
     state.prune_aborted(stream.start_offset() as i64);
+    state.settle(end as i64);
     debug!(
         stream = stream.id().0,
         from,
@@ -205,6 +208,7 @@ pub async fn maintain(
         s.expire(now.saturating_sub(idle));
         s.bound(config.producer_state_max_producers.max(1));
         s.prune_aborted(stream.start_offset() as i64);
+        s.settle(stream.end_offset() as i64);
     });
     if stream.end_offset() <= producers.snapshotted.load(Ordering::Relaxed) {
         return;

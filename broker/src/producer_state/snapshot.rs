@@ -270,6 +270,8 @@ mod tests {
         fn snapshots_round_trip(state in arb_state(), offset: u64) {
             let (back, at) = decode(encode(&state, offset)).expect("decodes");
             prop_assert_eq!(at, offset);
+            let mut state = state;
+            state.completing.clear(); // only durable state is snapshotted
             prop_assert_eq!(back, state);
         }
 

@@ -150,6 +150,12 @@ pub struct ProducerStates {
     pub(crate) ongoing: BTreeMap<i64, i64>,
     /// Ordered by last offset (markers are appended in offset order).
     pub(crate) aborted: VecDeque<AbortedTxn>,
+    /// Transactions whose marker is written but maybe not durable yet:
+    /// first offset -> marker offset. They hold the last stable offset back
+    /// until the high watermark passes their marker (as in Kafka), so a
+    /// consumer never reads a commit a crash could undo. Not snapshotted:
+    /// snapshots only cover durable offsets.
+    pub(crate) completing: BTreeMap<i64, i64>,
 }
 
 impl ProducerStates {
@@ -285,6 +291,7 @@ impl ProducerStates {
         entry.last_update_ms = now_ms;
         if let Some(first) = entry.txn_first_offset.take() {
             self.ongoing.remove(&first);
+            self.completing.insert(first, offset);
             if !m.commit {
                 self.aborted.push_back(AbortedTxn {
                     producer_id: m.producer_id,
@@ -298,10 +305,25 @@ impl ProducerStates {
     /// Kafka's last stable offset: the first offset of the earliest ongoing
     /// transaction, else the high watermark.
     pub fn last_stable_offset(&self, high_watermark: i64) -> i64 {
+        let completing = self
+            .completing
+            .iter()
+            .find(|(_, marker)| **marker >= high_watermark)
+            .map(|(first, _)| *first);
         self.ongoing
             .keys()
             .next()
-            .map_or(high_watermark, |first| (*first).min(high_watermark))
+            .copied()
+            .into_iter()
+            .chain(completing)
+            .fold(high_watermark, i64::min)
+    }
+
+    /// Forget completed transactions whose marker is below the high
+    /// watermark (durable).
+    pub fn settle(&mut self, high_watermark: i64) {
+        self.completing
+            .retain(|_, marker| *marker >= high_watermark);
     }
 
     /// Aborted transactions overlapping `[from, to)` (Kafka's

@@ -109,6 +109,8 @@ fn transactions_lso_and_aborted_index() {
     };
     assert_eq!(s.check_marker(&abort), Ok(()));
     s.apply_marker(&abort, 13, 0);
+    // the marker at 13 is not durable below a high watermark of 13
+    assert_eq!(s.last_stable_offset(13), 10);
     assert_eq!(s.last_stable_offset(20), 12);
     s.apply_marker(
         &MarkerInfo {
