@@ -340,3 +340,23 @@ def test_kafka_python_transactional_producer(tbroker, topic_name):
     finally:
         p.close()
     assert read(tbroker, topic_name, "read_committed", until=b"kp-committed") == [b"kp-committed"]
+
+
+def test_admin_aborts_a_hanging_transaction(tbroker, topic_name):
+    create_topic(tbroker, topic_name, 1)
+    produce_all(producer(tbroker), topic_name, [(None, b"first")], partition=0)
+    t = tid()
+    err, pid, epoch = init_pid(tbroker, t)
+    assert err == 0
+    assert add_partitions(tbroker, t, pid, epoch, {topic_name: [0]}) == {(topic_name, 0): 0}
+    produce_txn(tbroker, t, topic_name, pid, epoch, [b"hanging"])
+    # kafka-transactions.sh style: find it by its start offset, abort it there.
+    r = admin_cli(tbroker, "-o", "json", "transactions", "abort", "--topic", topic_name,
+                  "--partition", "0", "--start-offset", "1")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["producer_id"] == pid
+    produce_all(producer(tbroker), topic_name, [(None, b"last")], partition=0)
+    assert read(tbroker, topic_name, "read_committed", until=b"last") == [b"first", b"last"]
+    r = admin_cli(tbroker, "transactions", "abort", "--topic", topic_name, "--partition", "0",
+                  "--start-offset", "1")
+    assert r.returncode == 1, "nothing hangs there any more"
