@@ -97,6 +97,17 @@ pub struct BrokerConfig {
     /// Most incremental fetch sessions (KIP-227) cached at once; 0 turns
     /// sessions off (Kafka `max.incremental.fetch.session.cache.slots`).
     pub max_incremental_fetch_session_cache_slots: usize,
+    /// How long a producer id's state is kept on a partition after its last
+    /// write, unless it has a transaction open there (Kafka
+    /// `producer.id.expiration.ms`).
+    pub producer_id_expiration_ms: i64,
+    /// How often each partition's producer state is snapshotted to the object
+    /// store (also on close), bounding the replay when it is opened.
+    #[serde(with = "humantime_serde")]
+    pub producer_state_snapshot_interval: Duration,
+    /// Most producer ids remembered per partition; beyond it the least
+    /// recently active ones without an open transaction are forgotten.
+    pub producer_state_max_producers: usize,
     /// How long a graceful shutdown waits for in-flight requests and the WAL
     /// flush before aborting.
     #[serde(with = "humantime_serde")]
@@ -152,6 +163,9 @@ impl Default for BrokerConfig {
             log_retention_check_interval: Duration::from_secs(60),
             max_connections: 10_000,
             max_incremental_fetch_session_cache_slots: 1000,
+            producer_id_expiration_ms: 86_400_000,
+            producer_state_snapshot_interval: Duration::from_secs(60),
+            producer_state_max_producers: 100_000,
             shutdown_grace: Duration::from_secs(10),
             log_level: "info".into(),
             log_format: LogFormat::Text,
@@ -187,6 +201,9 @@ const KEYS: &[&str] = &[
     "groups",
     "transaction_max_timeout_ms",
     "transaction_state_log_num_partitions",
+    "producer_id_expiration_ms",
+    "producer_state_snapshot_interval",
+    "producer_state_max_producers",
     "shutdown_grace",
     "log_level",
     "log_format",

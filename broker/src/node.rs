@@ -192,6 +192,7 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
     tasks.spawn(crate::transactions::run(broker.clone(), shutdown.clone()));
     partitions.reconcile().await;
     tasks.spawn(partitions.clone().run(shutdown.clone()));
+    tasks.spawn(partitions.clone().maintain_producers(shutdown.clone()));
     tasks.spawn(server::run(
         broker.clone(),
         kafka_listener,

@@ -80,6 +80,8 @@ struct Wanted {
 pub struct PartitionManager {
     me: BrokerId,
     storage: Arc<Storage>,
+    /// Where producer-state snapshots live (the storage's object store).
+    snapshots: Arc<dyn object_store::ObjectStore>,
     cluster: Cluster,
     config: BrokerConfig,
     open: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
@@ -108,6 +110,7 @@ impl PartitionManager {
     ) -> Self {
         Self {
             me,
+            snapshots: storage.store(),
             storage,
             cluster,
             config,
@@ -230,6 +233,7 @@ impl PartitionManager {
             self.open.write().remove(&key);
             match p.stream.close().await {
                 Ok(end) => {
+                    self.snapshot_closed(&p, end).await;
                     info!(topic = %key.topic, partition = key.partition, end, "closed partition")
                 }
                 Err(e) => {
@@ -249,7 +253,7 @@ impl PartitionManager {
                 continue;
             }
             let result = match self.storage.open_stream(w.stream, w.epoch).await {
-                Ok(stream) => crate::producer_state::load(&stream)
+                Ok(stream) => crate::producer_state::load(&self.snapshots, &stream)
                     .await
                     .map(|producers| (stream, producers))
                     .map_err(|e| e.to_string()),
@@ -282,8 +286,38 @@ impl PartitionManager {
     pub async fn close_all(&self) {
         let all: Vec<Arc<Partition>> = self.open.write().drain().map(|(_, p)| p).collect();
         for p in all {
-            if let Err(e) = p.stream.close().await {
-                warn!(topic = %p.topic, partition = p.index, error = %e, "closing partition");
+            match p.stream.close().await {
+                Ok(end) => self.snapshot_closed(&p, end).await,
+                Err(e) => {
+                    warn!(topic = %p.topic, partition = p.index, error = %e, "closing partition")
+                }
+            }
+        }
+    }
+
+    async fn snapshot_closed(&self, p: &Partition, end: u64) {
+        crate::producer_state::snapshot_closed(&self.snapshots, &p.stream, &p.producers, end).await;
+    }
+
+    /// Snapshot producer state, expire idle producers: every
+    /// `producer_state_snapshot_interval` until `shutdown`.
+    pub async fn maintain_producers(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(self.config.producer_state_snapshot_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            for p in self.all() {
+                crate::producer_state::maintain(
+                    &self.snapshots,
+                    &p.stream,
+                    &p.producers,
+                    &self.config,
+                )
+                .await;
             }
         }
     }

@@ -254,3 +254,43 @@ fn write_json(path: &std::path::Path, value: &impl Serialize) -> anyhow::Result<
     serde_json::to_writer_pretty(std::io::BufWriter::new(f), value)
         .with_context(|| format!("writing {}", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::{DEFAULT_S3_ARGS, DEFAULT_SERVE_ARGS};
+
+    fn cfg(wal: WalMode) -> RunConfig {
+        RunConfig {
+            time: Duration::from_secs(1),
+            faults: vec![],
+            seed: 1,
+            brokers: 1,
+            out: PathBuf::from("/tmp/x"),
+            bin: PathBuf::from("skiff"),
+            serve_args: DEFAULT_SERVE_ARGS.into(),
+            s3_args: DEFAULT_S3_ARGS.into(),
+            moto: None,
+            wal_disk_bytes: 1 << 20,
+            broker_env: vec![],
+            upload_interval: Duration::from_millis(500),
+            gap: Duration::from_secs(1),
+            recovery: Duration::from_secs(1),
+            wal,
+            workload: WorkloadConfig::default(),
+        }
+    }
+
+    #[test]
+    fn s3_args_carry_the_upload_interval_and_the_wal_kind() {
+        let file = cfg(WalMode::File).s3_args();
+        assert!(file.contains("storage.upload.interval=500ms"), "{file}");
+        assert!(!file.contains("{upload_interval}"), "{file}");
+        assert!(!file.contains("storage.wal.kind"), "{file}");
+        let object = cfg(WalMode::Object).s3_args();
+        assert!(
+            object.ends_with("--set storage.wal.kind=object"),
+            "{object}"
+        );
+    }
+}

@@ -125,6 +125,12 @@ impl Storage {
         Ok(())
     }
 
+    /// The object store (for data kept beside streams, such as the
+    /// broker's producer-state snapshots).
+    pub fn store(&self) -> Arc<dyn ObjectStore> {
+        self.shared.store.clone()
+    }
+
     /// Replay and commit another node's object WAL (failover in stateless
     /// mode), then delete it. Call before its streams are reopened.
     pub async fn recover_object_wal_of(&self, node: &str) -> Result<(), OpenError> {

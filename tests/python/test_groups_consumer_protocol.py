@@ -11,11 +11,12 @@ import time
 import uuid
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupType, TopicPartition
 
 import kafka_raw as raw
-from clients import create_topic, produce_all, producer
+from clients import admin as admin_client, create_topic
 from conftest import skiff_bin
+from group_helpers import Pump, fill as group_fill
 
 FLAGS = (
     "--set", "groups.offsets_topic_num_partitions=4",
@@ -48,43 +49,12 @@ def consumer(broker, group, **conf):
     return Consumer(c)
 
 
+def pump_(consumers):
+    return Pump(consumers, key=lambda m: (m.topic(), m.partition(), m.offset()))
+
+
 def fill(broker, topic, partitions, per_partition, start=0):
-    p = producer(broker)
-    out = []
-    for part in range(partitions):
-        msgs = [(None, f"{part}-{i}".encode()) for i in range(start, start + per_partition)]
-        out += [(topic, pp, o) for pp, o in produce_all(p, topic, msgs, partition=part)]
-    return out
-
-
-class Pump:
-    """Polls consumers in turn, committing each message synchronously before
-    the next, and records (topic, partition, offset) of what was consumed."""
-
-    def __init__(self, consumers):
-        self.consumers = list(consumers)
-        self.seen = []
-
-    def poll_round(self):
-        for c in self.consumers:
-            m = c.poll(0.05)
-            if m is None or m.error():
-                continue
-            self.seen.append((m.topic(), m.partition(), m.offset()))
-            c.commit(message=m, asynchronous=False)
-
-    def until(self, cond, timeout=60):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            self.poll_round()
-            if cond():
-                return
-        raise AssertionError("condition not reached in time; assignments: "
-                             f"{[sorted(tp.partition for tp in c.assignment()) for c in self.consumers]}"
-                             f"; seen {len(self.seen)}")
-
-    def sizes(self):
-        return sorted(len(c.assignment()) for c in self.consumers)
+    return group_fill(broker, topic, partitions, per_partition, start, with_topic=True)
 
 
 def revoke_cb(c, ps):
@@ -100,7 +70,7 @@ def test_three_consumers_share_leave_join_never_duplicate(cbroker, topic_name):
     cs = [consumer(cbroker, group) for _ in range(3)]
     for c in cs:
         c.subscribe([topic_name], on_revoke=revoke_cb)
-    pump = Pump(cs)
+    pump = pump_(cs)
     try:
         pump.until(lambda: pump.sizes() == [2, 2, 2] and set(pump.seen) >= expected)
         assigned = sorted(tp.partition for c in cs for tp in c.assignment())
@@ -141,7 +111,7 @@ def test_committed_offsets_survive_kill9(cbroker, topic_name):
     first = set(fill(cbroker, topic_name, 3, 10))
     c = consumer(cbroker, group)
     c.subscribe([topic_name])
-    pump = Pump([c])
+    pump = pump_([c])
     pump.until(lambda: set(pump.seen) >= first)
     committed = {tp.partition: tp.offset for tp in
                  c.committed([TopicPartition(topic_name, p) for p in range(3)], timeout=10)}
@@ -158,7 +128,7 @@ def test_committed_offsets_survive_kill9(cbroker, topic_name):
                  c.committed([TopicPartition(topic_name, p) for p in range(3)], timeout=10)}
         assert after == committed
         c.subscribe([topic_name])
-        pump = Pump([c])
+        pump = pump_([c])
         pump.until(lambda: set(pump.seen) >= second)
         time.sleep(0.3)
         pump.poll_round()
@@ -177,7 +147,7 @@ def test_regex_subscription_picks_up_new_topic(cbroker):
     fill(cbroker, f"other-{prefix}", 1, 5)
     c = consumer(cbroker, group)
     c.subscribe([f"^{prefix}-.*"])
-    pump = Pump([c])
+    pump = pump_([c])
     try:
         pump.until(lambda: set(pump.seen) >= expected)
         create_topic(cbroker, later, partitions=3)
@@ -187,6 +157,43 @@ def test_regex_subscription_picks_up_new_topic(cbroker):
         assert len(c.assignment()) == 5
     finally:
         c.close()
+
+
+def test_static_member_restart_keeps_assignment_without_rebalance(cbroker, topic_name):
+    create_topic(cbroker, topic_name, partitions=4)
+    group = group_name()
+    events = []
+
+    def stable(name):
+        return consumer(cbroker, group, **{"group.instance.id": name})
+
+    a, b = stable("a"), stable("b")
+    a.subscribe([topic_name])
+    b.subscribe([topic_name],
+                on_assign=lambda c, ps: events.append(("assign", len(ps))),
+                on_revoke=lambda c, ps: events.append(("revoke", len(ps))))
+    pump = pump_([a, b])
+    pump.until(lambda: pump.sizes() == [2, 2])
+    before_a = sorted(tp.partition for tp in a.assignment())
+    for _ in range(20):
+        pump.poll_round()
+    settled = list(events)
+    # Restart a with the same instance id within the session timeout: it
+    # left with epoch -2 and comes back to the same partitions.
+    a.close()
+    a = stable("a")
+    a.subscribe([topic_name])
+    pump.consumers = [a, b]
+    try:
+        pump.until(lambda: len(a.assignment()) == 2, timeout=30)
+        assert sorted(tp.partition for tp in a.assignment()) == before_a
+        deadline = time.time() + 3
+        while time.time() < deadline:
+            pump.poll_round()
+        assert events == settled, f"the other member saw a rebalance: {events[len(settled):]}"
+    finally:
+        a.close()
+        b.close()
 
 
 def admin(broker, *args):
@@ -221,6 +228,19 @@ def test_admin_lag_and_type_of_a_consumer_group(cbroker, topic_name):
         assert lag == {p: (committed[p], 10, 10 - committed[p]) for p in range(2)}
         r = admin(cbroker, "groups", "describe", group)
         assert r.returncode == 0 and "consumer" in r.stdout, r.stdout + r.stderr
+
+        # librdkafka's admin API: ListGroups with a type filter, and
+        # DescribeConsumerGroups (ConsumerGroupDescribe for consumer groups).
+        a = admin_client(cbroker)
+        got = a.list_consumer_groups(types={ConsumerGroupType.CONSUMER}).result(timeout=30)
+        by_id = {g.group_id: g for g in got.valid}
+        assert by_id[group].type == ConsumerGroupType.CONSUMER
+        got = a.list_consumer_groups(types={ConsumerGroupType.CLASSIC}).result(timeout=30)
+        assert group not in {g.group_id for g in got.valid}
+        desc = a.describe_consumer_groups([group])[group].result(timeout=30)
+        assert desc.type == ConsumerGroupType.CONSUMER
+        assert [sorted(tp.partition for tp in m.assignment.topic_partitions)
+                for m in desc.members] == [[0, 1]]
     finally:
         c.close()
 
@@ -303,6 +323,18 @@ def test_bad_consumer_protocol_requests_get_kafka_codes(cbroker, topic_name):
         r = heartbeat(conn, group, me, -1)
         assert r["error"] == 0 and r["epoch"] == -1
         assert heartbeat(conn, group, me, epoch)["error"] == UNKNOWN_MEMBER_ID
+
+        # A consumer-protocol heartbeat to a non-empty classic group is refused.
+        classic = group_name()
+        wait_coordinator(conn, classic)
+        body = raw.string(classic) + struct.pack(">i", 6000) + raw.string("") + raw.string("consumer")
+        body += struct.pack(">i", 1) + raw.string("range") + struct.pack(">i", 4) + b"meta"
+        conn.send(raw.request(11, 0, body, correlation_id=4241))
+        _, resp = conn.recv_frame()
+        if struct.unpack_from(">h", resp, 0)[0] == 79:  # MEMBER_ID_REQUIRED is v4+ only
+            raise AssertionError("unexpected MEMBER_ID_REQUIRED")
+        r = heartbeat(conn, classic, str(uuid.uuid4()), 0, topics=[topic_name], owned=[])
+        assert r["error"] == GROUP_ID_NOT_FOUND
 
         # A classic JoinGroup to this non-empty consumer group is refused.
         body = raw.string(group) + struct.pack(">i", 6000) + raw.string("") + raw.string("consumer")

@@ -127,6 +127,11 @@ impl GroupCoordinator {
         let lock = self.lock_for(p.index);
         let (base, live, pending) = {
             let _guard = lock.lock().await;
+            // Checked again under the lock: a transactional record may have
+            // been appended since maybe_compact looked.
+            if self.txn_offsets.has_pending_on(p.index) {
+                return Ok(p.stream.start_offset());
+            }
             let records = self.live_records(p.index);
             let base = p.stream.end_offset();
             let mut pending = Vec::new();
@@ -179,6 +184,19 @@ impl GroupCoordinator {
                     (g.id.clone(), (g.partition, e))
                 })
                 .filter(|(_, (_, e))| !e.offsets.is_empty() || e.remove_group)
+                // Consumer-protocol groups without members and offsets.
+                .chain(
+                    consumer
+                        .values()
+                        .filter(|c| c.members.is_empty() && !groups.contains_key(&c.id))
+                        .map(|c| {
+                            let e = Expired {
+                                offsets: Vec::new(),
+                                remove_group: true,
+                            };
+                            (c.id.clone(), (c.partition, e))
+                        }),
+                )
                 .collect()
         };
         for (group, (index, e)) in plans {

@@ -15,14 +15,21 @@
 
 pub mod control;
 mod markers;
+pub mod snapshot;
 pub mod state;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use bytes::Bytes;
+use object_store::ObjectStore;
 use parking_lot::Mutex;
 use skiff_storage::StreamHandle;
 use skiff_wire::records::BatchView;
 use tokio::sync::watch;
-use tracing::warn;
+use tracing::{debug, warn};
+
+use crate::config::BrokerConfig;
 
 pub use markers::TxnMarker;
 pub use state::{AbortedTxn, BatchInfo, BatchMeta, Check, MarkerInfo, ProducerStates};
@@ -37,6 +44,8 @@ pub struct PartitionProducers {
     /// Bumped whenever the set of ongoing transactions changes, to wake
     /// read_committed long polls waiting for the last stable offset.
     lso_changed: watch::Sender<u64>,
+    /// Offset of the last snapshot written (or loaded).
+    snapshotted: AtomicU64,
 }
 
 impl Default for PartitionProducers {
@@ -50,6 +59,7 @@ impl PartitionProducers {
         Self {
             state: Mutex::new(state),
             lso_changed: watch::channel(0).0,
+            snapshotted: AtomicU64::new(0),
         }
     }
 
@@ -148,16 +158,89 @@ pub async fn replay(
     Ok(())
 }
 
-/// The producer state of a stream being opened: rebuilt from its batch
-/// headers.
-pub async fn load(stream: &StreamHandle) -> Result<PartitionProducers, skiff_storage::ReadError> {
-    let mut state = ProducerStates::default();
-    replay(
-        stream,
-        &mut state,
-        stream.start_offset(),
-        crate::cluster::now_ms(),
-    )
-    .await?;
-    Ok(PartitionProducers::new(state))
+/// The producer state of a stream being opened: the newest snapshot at or
+/// below its end, then the batch headers after it (all of them when there
+/// is no snapshot).
+pub async fn load(
+    store: &Arc<dyn ObjectStore>,
+    stream: &StreamHandle,
+) -> Result<PartitionProducers, skiff_storage::ReadError> {
+    let end = stream.end_offset();
+    let (mut state, from) = match snapshot::load(store, stream.id(), end).await {
+        Ok(Some((state, at))) => (state, at),
+        Ok(None) => (ProducerStates::default(), 0),
+        Err(e) => {
+            warn!(stream = stream.id().0, error = %e, "no producer-state snapshot; replaying the stream");
+            (ProducerStates::default(), 0)
+        }
+    };
+    let now = crate::cluster::now_ms();
+    replay(stream, &mut state, from, now).await?;
+    state.prune_aborted(stream.start_offset() as i64);
+    debug!(
+        stream = stream.id().0,
+        from,
+        end,
+        producers = state.len(),
+        "loaded producer state"
+    );
+    let p = PartitionProducers::new(state);
+    p.snapshotted.store(from, Ordering::Relaxed);
+    Ok(p)
+}
+
+/// Snapshot a partition's producer state if the stream moved since the last
+/// one: the state is captured under the writer lock (consistent with an
+/// offset) and written once everything below that offset is durable. Also
+/// expires idle producers and bounds their number first.
+pub async fn maintain(
+    store: &Arc<dyn ObjectStore>,
+    stream: &StreamHandle,
+    producers: &PartitionProducers,
+    config: &BrokerConfig,
+) {
+    let now = crate::cluster::now_ms();
+    let idle = u64::try_from(config.producer_id_expiration_ms).unwrap_or(0);
+    producers.update(|s| {
+        s.expire(now.saturating_sub(idle));
+        s.bound(config.producer_state_max_producers.max(1));
+        s.prune_aborted(stream.start_offset() as i64);
+    });
+    if stream.end_offset() <= producers.snapshotted.load(Ordering::Relaxed) {
+        return;
+    }
+    let (at, state) = stream
+        .with_writer_lock(|next| (next, producers.with(|s| s.clone())))
+        .await;
+    if at > 0 && stream.wait_for_data(at - 1).await < at {
+        return; // the stream stopped before `at` was durable
+    }
+    write_snapshot(store, stream, producers, &state, at).await;
+}
+
+/// Snapshot a closed stream's producer state at its final end offset.
+pub async fn snapshot_closed(
+    store: &Arc<dyn ObjectStore>,
+    stream: &StreamHandle,
+    producers: &PartitionProducers,
+    end: u64,
+) {
+    if end <= producers.snapshotted.load(Ordering::Relaxed) {
+        return;
+    }
+    let state = producers.with(|s| s.clone());
+    write_snapshot(store, stream, producers, &state, end).await;
+}
+
+async fn write_snapshot(
+    store: &Arc<dyn ObjectStore>,
+    stream: &StreamHandle,
+    producers: &PartitionProducers,
+    state: &ProducerStates,
+    at: u64,
+) {
+    match snapshot::write(store, stream.id(), state, at).await {
+        Ok(()) => producers.snapshotted.store(at, Ordering::Relaxed),
+        Err(e) => warn!(stream = stream.id().0, error = %e, "writing producer-state snapshot"),
+    }
 }

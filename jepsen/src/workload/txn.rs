@@ -226,6 +226,9 @@ pub(super) async fn run(
                 break;
             }
             if kind == OpType::Fail && !abort {
+                if producer.client().fatal_error().is_some() {
+                    break;
+                }
                 // Do not spin against a broken broker.
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }

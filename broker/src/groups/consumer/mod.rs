@@ -353,10 +353,9 @@ impl ConsumerGroup {
             let ok = hb.member_epoch == m.rec.epoch
                 || (hb.member_epoch == m.rec.previous_epoch
                     && hb.member_epoch < m.rec.epoch
-                    && hb
-                        .owned
-                        .as_ref()
-                        .is_some_and(|o| reconcile::flat(o) == reconcile::flat(&m.rec.assigned)));
+                    && hb.owned.as_ref().is_some_and(|o| {
+                        reconcile::flat(o).is_subset(&reconcile::flat(&m.rec.assigned))
+                    }));
             if !ok {
                 return HeartbeatAnswer::error(
                     E::FencedMemberEpoch,
@@ -424,12 +423,13 @@ impl ConsumerGroup {
                 .then(|| now + ms(m.rebalance_timeout_ms.max(1000)));
             m.rec = next;
         }
-        let send = hb.member_epoch == 0
-            || m.rec != before
-            || hb
-                .owned
-                .as_ref()
-                .is_some_and(|o| reconcile::flat(o) != reconcile::flat(&m.rec.assigned));
+        // As Kafka: the assignment goes out on a full request (a join, or
+        // one with every field set, as after an error) or when it changed.
+        let full = hb.member_epoch == 0
+            || (hb.rebalance_timeout_ms != -1
+                && hb.subscribed_topic_names.is_some()
+                && hb.owned.is_some());
+        let send = full || m.rec.assigned != before.assigned;
         HeartbeatAnswer {
             error: 0,
             message: None,

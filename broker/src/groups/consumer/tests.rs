@@ -306,3 +306,123 @@ fn snapshots_round_trip() {
         );
     }
 }
+
+#[test]
+fn a_member_that_does_not_revoke_in_time_is_fenced() {
+    let mut s = Sim::new(2);
+    s.join("a");
+    s.settle();
+    s.join("b");
+    // a is told to revoke but never acknowledges.
+    let (ea, oa) = s.clients["a"].clone();
+    s.send(beat("a", ea, &oa));
+    assert_eq!(s.g.members["a"].rec.state, MemberState::UnrevokedPartitions);
+    let deadline = s.g.members["a"].revoke_deadline.unwrap();
+    assert!(!s.g.tick(deadline - Duration::from_millis(1)));
+    assert!(s.g.tick(deadline));
+    assert!(!s.g.members.contains_key("a"));
+    s.clients.remove("a");
+    s.settle();
+    assert_eq!(s.sizes(), vec![2]);
+}
+
+#[test]
+fn the_group_size_is_bounded() {
+    let mut g = ConsumerGroup::new("g".into(), 0);
+    let cfg = GroupConfig {
+        consumer_max_size: 1,
+        ..GroupConfig::default()
+    };
+    let mut changed = false;
+    let now = Instant::now();
+    assert_eq!(
+        g.heartbeat(join("a"), &topics(1), now, &cfg, &mut changed)
+            .error,
+        0
+    );
+    let a = g.heartbeat(join("b"), &topics(1), now, &cfg, &mut changed);
+    assert_eq!(a.error, E::GroupMaxSizeReached.code());
+}
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Join(u8),
+        Leave(u8),
+        Beat(u8),
+        AddPartitions(u8),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0u8..5).prop_map(Op::Join),
+            (0u8..5).prop_map(Op::Leave),
+            (0u8..5).prop_map(Op::Beat),
+            (0u8..5).prop_map(Op::Beat),
+            (0u8..5).prop_map(Op::Beat),
+            (1u8..3).prop_map(Op::AddPartitions),
+        ]
+    }
+
+    /// Whatever joins, leaves, heartbeats (in any order) and partition
+    /// additions happen, no partition is ever owned by two clients at once
+    /// (clients give partitions up only when the coordinator says so), and
+    /// once everyone heartbeats until quiet, every partition is owned and
+    /// the loads differ by at most one.
+    fn check_no_double_ownership(s: &Sim) -> Result<(), TestCaseError> {
+        let mut seen = BTreeSet::new();
+        for (_, o) in s.clients.values() {
+            for tp in reconcile::flat(o) {
+                prop_assert!(seen.insert(tp), "{:?} owned twice", tp);
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn any_interleaving_is_safe_and_settles_balanced(ops in proptest::collection::vec(op(), 1..40)) {
+            let mut s = Sim::new(6);
+            for op in ops {
+                match op {
+                    Op::Join(i) => {
+                        let id = format!("m{i}");
+                        if !s.clients.contains_key(&id) {
+                            s.join(&id);
+                        }
+                    }
+                    Op::Leave(i) => {
+                        let id = format!("m{i}");
+                        if let Some((e, o)) = s.clients.remove(&id) {
+                            let mut changed = false;
+                            let a = s.g.heartbeat(beat(&id, e, &o).leave(), &s.topics, s.now, &cfg(), &mut changed);
+                            prop_assert_eq!(a.error, 0);
+                        }
+                    }
+                    Op::Beat(i) => {
+                        let id = format!("m{i}");
+                        if let Some((e, o)) = s.clients.get(&id).cloned() {
+                            let a = s.send(beat(&id, e, &o));
+                            prop_assert_eq!(a.error, 0, "{:?}", a);
+                        }
+                    }
+                    Op::AddPartitions(n) => {
+                        s.topics.get_mut("t").unwrap().1 += n as i32;
+                    }
+                }
+                check_no_double_ownership(&s)?;
+            }
+            if s.clients.is_empty() {
+                return Ok(());
+            }
+            s.settle();
+            let total = s.topics["t"].1 as usize;
+            let sizes = s.sizes();
+            prop_assert_eq!(sizes.iter().sum::<usize>(), total);
+            prop_assert!(sizes.last().unwrap() - sizes.first().unwrap() <= 1, "{:?}", sizes);
+        }
+    }
+}
