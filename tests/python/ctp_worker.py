@@ -4,15 +4,20 @@ offsets), writes each record upper-cased to the output topic and commits the
 input offsets in the same transaction (send_offsets_to_transaction). Runs
 until killed; the test SIGKILLs it at random points and restarts it.
 
-usage: ctp_worker.py BOOTSTRAP IN_TOPIC PARTITIONS OUT_TOPIC GROUP TRANSACTIONAL_ID
+usage: ctp_worker.py BOOTSTRAP IN_TOPIC PARTITIONS OUT_TOPIC GROUP TRANSACTIONAL_ID [DELAY_S]
+
+DELAY_S (default 0) pauses inside each transaction, between producing and
+committing, so a kill often lands in the middle of one.
 """
 import sys
+import time
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 
 def main():
     bootstrap, in_topic, partitions, out_topic, group, tid = sys.argv[1:7]
+    delay = float(sys.argv[7]) if len(sys.argv) > 7 else 0.0
     producer = Producer({
         "bootstrap.servers": bootstrap,
         "transactional.id": tid,
@@ -31,7 +36,7 @@ def main():
     })
     consumer.assign([TopicPartition(in_topic, p) for p in range(int(partitions))])
     while True:
-        msgs = consumer.consume(num_messages=20, timeout=0.5)
+        msgs = consumer.consume(num_messages=10, timeout=0.5)
         msgs = [m for m in msgs if m.error() is None]
         if not msgs:
             continue
@@ -40,6 +45,8 @@ def main():
             producer.produce(out_topic, key=m.key(), value=m.value().upper())
         positions = consumer.position(consumer.assignment())
         producer.send_offsets_to_transaction(positions, consumer.consumer_group_metadata(), 30)
+        producer.flush(30)
+        time.sleep(delay)
         try:
             producer.commit_transaction(30)
         except KafkaException as e:

@@ -284,8 +284,10 @@ def test_bad_input_gets_the_java_clients_codes(tbroker, topic_name):
 
 
 def test_consume_transform_produce_survives_sigkill(tbroker):
-    kills = int(os.environ.get("SKIFF_TXN_KILLS", "4"))
-    n = int(os.environ.get("SKIFF_TXN_RECORDS", "400"))
+    # Defaults keep CI short; raise them for a soak (e.g. 50 kills, 20000 records).
+    kills = int(os.environ.get("SKIFF_TXN_KILLS", "5"))
+    n = int(os.environ.get("SKIFF_TXN_RECORDS", "1000"))
+    delay = os.environ.get("SKIFF_TXN_WORKER_DELAY", "0.05")
     suffix = uuid.uuid4().hex[:8]
     src, dst, group, t = f"in-{suffix}", f"out-{suffix}", f"ctp-{suffix}", f"ctp-{suffix}"
     create_topic(tbroker, src, 2)
@@ -295,7 +297,7 @@ def test_consume_transform_produce_survives_sigkill(tbroker):
     produce_all(producer(tbroker), src, [(None, v) for v in inputs[n // 2:]], partition=1)
     rng = random.Random(int(os.environ.get("SKIFF_TXN_SEED", "7")))
     cmd = [sys.executable, os.path.join(HERE, "ctp_worker.py"), tbroker.bootstrap, src, "2", dst,
-           group, t]
+           group, t, delay]
 
     def start():
         return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -305,6 +307,8 @@ def test_consume_transform_produce_survives_sigkill(tbroker):
         time.sleep(rng.uniform(0.5, 3.0))
         w.send_signal(signal.SIGKILL)
         w.wait()
+    before = len(set(read(tbroker, dst, "read_uncommitted", quiet=1, timeout=10)))
+    print(f"{before} of {n} inputs processed (some maybe aborted) during {kills} kills")
     w = start()
     try:
         out = []
@@ -336,3 +340,23 @@ def test_kafka_python_transactional_producer(tbroker, topic_name):
     finally:
         p.close()
     assert read(tbroker, topic_name, "read_committed", until=b"kp-committed") == [b"kp-committed"]
+
+
+def test_admin_aborts_a_hanging_transaction(tbroker, topic_name):
+    create_topic(tbroker, topic_name, 1)
+    produce_all(producer(tbroker), topic_name, [(None, b"first")], partition=0)
+    t = tid()
+    err, pid, epoch = init_pid(tbroker, t)
+    assert err == 0
+    assert add_partitions(tbroker, t, pid, epoch, {topic_name: [0]}) == {(topic_name, 0): 0}
+    produce_txn(tbroker, t, topic_name, pid, epoch, [b"hanging"])
+    # kafka-transactions.sh style: find it by its start offset, abort it there.
+    r = admin_cli(tbroker, "-o", "json", "transactions", "abort", "--topic", topic_name,
+                  "--partition", "0", "--start-offset", "1")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["producer_id"] == pid
+    produce_all(producer(tbroker), topic_name, [(None, b"last")], partition=0)
+    assert read(tbroker, topic_name, "read_committed", until=b"last") == [b"first", b"last"]
+    r = admin_cli(tbroker, "transactions", "abort", "--topic", topic_name, "--partition", "0",
+                  "--start-offset", "1")
+    assert r.returncode == 1, "nothing hangs there any more"

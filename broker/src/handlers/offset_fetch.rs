@@ -67,8 +67,10 @@ pub(super) fn handle(broker: Arc<Broker>, ctx: RequestContext, req: OffsetFetchR
                     Ok(ts) => out.with_topics(
                         ts.into_iter()
                             .map(|(t, ps)| {
+                                let unstable =
+                                    |p| unstable(&broker, req.require_stable, &g.group_id, &t, p);
                                 OffsetFetchResponseTopics::default()
-                                    .with_name(TopicName(StrBytes::from_string(t)))
+                                    .with_name(TopicName(StrBytes::from_string(t.clone())))
                                     .with_partitions(
                                         ps.into_iter()
                                             .map(|(p, v)| {
@@ -78,6 +80,7 @@ pub(super) fn handle(broker: Arc<Broker>, ctx: RequestContext, req: OffsetFetchR
                                                     .with_committed_offset(o)
                                                     .with_committed_leader_epoch(e)
                                                     .with_metadata(Some(m))
+                                                    .with_error_code(unstable(p))
                                             })
                                             .collect(),
                                     )
@@ -97,7 +100,13 @@ pub(super) fn handle(broker: Arc<Broker>, ctx: RequestContext, req: OffsetFetchR
         let resp = match fetch(&broker, &group, None, asked.clone()).await {
             Ok(ts) => OffsetFetchResponse::default().with_topics(
                 ts.into_iter()
-                    .map(|(t, ps)| topic_v0(t, ps.into_iter().map(|(p, v)| (p, v, 0))))
+                    .map(|(t, ps)| {
+                        let codes: Vec<i16> = ps
+                            .iter()
+                            .map(|(p, _)| unstable(&broker, req.require_stable, &group, &t, *p))
+                            .collect();
+                        topic_v0(t, ps.into_iter().zip(codes).map(|((p, v), c)| (p, v, c)))
+                    })
                     .collect(),
             ),
             // Before v2 the error is per partition only.
@@ -113,6 +122,17 @@ pub(super) fn handle(broker: Arc<Broker>, ctx: RequestContext, req: OffsetFetchR
         };
         ResponseKind::OffsetFetch(resp)
     })
+}
+
+/// UNSTABLE_OFFSET_COMMIT when the client asks for stable offsets (v7+,
+/// read_committed consumers) and an open transaction holds an offset of
+/// the group for the partition (KIP-447); the client retries.
+fn unstable(broker: &Broker, require_stable: bool, group: &str, topic: &str, p: i32) -> i16 {
+    if require_stable && broker.groups.txn_offset_pending(group, topic, p) {
+        skiff_wire::kafka_protocol::error::ResponseError::UnstableOffsetCommit.code()
+    } else {
+        0
+    }
 }
 
 fn topic_v0(

@@ -38,10 +38,13 @@ pub(super) fn handle(
                     let broker = &broker;
                     let name = &name;
                     async move {
-                        let code = match broker.partitions.write_txn_marker(name, i, marker).await {
-                            Ok(_) => 0,
-                            Err(e) => e.code(),
-                        };
+                        let code =
+                            match crate::transactions::write_local_marker(broker, name, i, marker)
+                                .await
+                            {
+                                Ok(_) => 0,
+                                Err(e) => e.code(),
+                            };
                         WritableTxnMarkerPartitionResult::default()
                             .with_partition_index(i)
                             .with_error_code(code)

@@ -23,6 +23,7 @@
 
 pub mod markers;
 pub mod records;
+mod remote;
 pub mod state;
 
 use std::collections::{HashMap, HashSet};
@@ -608,25 +609,46 @@ impl MarkerWriter for Broker {
         marker: TxnMarker,
     ) -> BoxFuture<'a, Result<i64, KafkaError>> {
         Box::pin(async move {
-            let offset = self
-                .partitions
-                .write_txn_marker(topic, partition, marker)
-                .await?;
-            if topic == OFFSETS_TOPIC
-                && let Ok(index) = u32::try_from(partition)
-            {
-                self.groups
-                    .complete_txn(
-                        index,
-                        marker.producer_id,
-                        marker.producer_epoch,
-                        marker.commit,
-                    )
-                    .await;
+            match write_local_marker(self, topic, partition, marker).await {
+                Err(e) if e.code == E::NotLeaderOrFollower => {
+                    match remote::owner_address(self, topic, partition) {
+                        Some(addr) => remote::write_marker(&addr, topic, partition, marker).await,
+                        None => Err(e),
+                    }
+                }
+                r => r,
             }
-            Ok(offset)
         })
     }
+}
+
+/// Write a marker to a partition this broker owns (coordinators and
+/// WriteTxnMarkers): on `__consumer_offsets` the group coordinator then
+/// applies or drops the producer's pending offsets.
+pub async fn write_local_marker(
+    broker: &Broker,
+    topic: &str,
+    partition: i32,
+    marker: TxnMarker,
+) -> Result<i64, KafkaError> {
+    let offset = broker
+        .partitions
+        .write_txn_marker(topic, partition, marker)
+        .await?;
+    if topic == OFFSETS_TOPIC
+        && let Ok(index) = u32::try_from(partition)
+    {
+        broker
+            .groups
+            .complete_txn(
+                index,
+                marker.producer_id,
+                marker.producer_epoch,
+                marker.commit,
+            )
+            .await;
+    }
+    Ok(offset)
 }
 
 /// Finish and time out transactions until `shutdown`.
