@@ -4,8 +4,9 @@
 //! The two tests run side by side (about two minutes in all):
 //!
 //! * a short run (~110 s, about three dozen faults: kill -9, pause, s3
-//!   errors, latency and black-holes) must give a valid history, and the
-//!   broker must have uploaded objects through the faulty store;
+//!   errors, latency and black-holes; idempotent, plain and transactional
+//!   producers, read_committed consumers) must give a valid history, and
+//!   the broker must have uploaded objects through the faulty store;
 //! * the planted fault: a broker that acknowledges produce requests from
 //!   memory (`unsafe_ack_before_fsync`) and holds its WAL writes back for up
 //!   to a second (`storage.wal.group_commit_max_delay=1s`) is killed -9
@@ -82,6 +83,9 @@ fn config(bin: PathBuf, name: &str, out: &tempfile::TempDir) -> RunConfig {
         wal: WalMode::File,
         workload: WorkloadConfig {
             rate: 150.0,
+            // Idempotent and plain producers (mixed), one transactional
+            // client, read_committed consumers.
+            txn_producers: 1,
             ..WorkloadConfig::default()
         },
     }
