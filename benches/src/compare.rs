@@ -22,6 +22,10 @@ pub struct CompareArgs {
     /// The `skiff` binary (a release build).
     #[arg(long, env = "SKIFF_BIN")]
     pub skiff_bin: PathBuf,
+    /// A second `skiff` binary (say, a build of main before a change), run
+    /// as a peer labelled `skiff-base` with the same `--skiff-set`s.
+    #[arg(long, env = "SKIFF_BASE_BIN")]
+    pub skiff_base_bin: Option<PathBuf>,
     /// The `tansu` binary; without it only Skiff runs.
     #[arg(long, env = "TANSU_BIN")]
     pub tansu_bin: Option<PathBuf>,
@@ -50,6 +54,7 @@ pub struct CompareArgs {
 #[derive(Debug, Clone)]
 enum Engine {
     Skiff,
+    SkiffBase,
     Tansu(String),
 }
 
@@ -57,6 +62,7 @@ impl Engine {
     fn label(&self) -> String {
         match self {
             Engine::Skiff => "skiff".into(),
+            Engine::SkiffBase => "skiff-base".into(),
             Engine::Tansu(e) => format!("tansu-{e}"),
         }
     }
@@ -88,11 +94,18 @@ fn start(args: &CompareArgs, engine: &Engine, dir: &Path, port: u16) -> anyhow::
         .open(dir.join("broker.log"))
         .context("opening the broker log")?;
     let mut cmd = match engine {
-        Engine::Skiff => {
-            let mut c = Command::new(&args.skiff_bin);
+        Engine::Skiff | Engine::SkiffBase => {
+            let bin = match engine {
+                Engine::SkiffBase => args
+                    .skiff_base_bin
+                    .as_ref()
+                    .ok_or_else(|| anyhow!("no --skiff-base-bin"))?,
+                _ => &args.skiff_bin,
+            };
+            let mut c = Command::new(bin);
             // `skiff serve` reads every SKIFF_* variable as configuration and
-            // refuses unknown keys, so the test-contract SKIFF_BIN must go.
-            c.env_remove("SKIFF_BIN");
+            // refuses unknown keys, so SKIFF_BIN and SKIFF_BASE_BIN must go.
+            c.env_remove("SKIFF_BIN").env_remove("SKIFF_BASE_BIN");
             c.arg("serve")
                 .args(["--listen", &addr, "--http-listen", ""])
                 .arg("--data-dir")
@@ -198,6 +211,9 @@ fn run_engine(args: &CompareArgs, engine: &Engine, round: usize) -> anyhow::Resu
 /// Runs the comparison and prints the table; returns every run's report.
 pub fn run(args: &CompareArgs) -> anyhow::Result<Vec<Report>> {
     let mut engines = vec![Engine::Skiff];
+    if args.skiff_base_bin.is_some() {
+        engines.push(Engine::SkiffBase);
+    }
     if args.tansu_bin.is_some() {
         engines.extend(args.peers.iter().map(|p| Engine::Tansu(p.clone())));
     } else {

@@ -15,6 +15,7 @@ use crate::metrics::Metrics;
 use crate::partitions::PartitionManager;
 use crate::producer_ids::ProducerIdManager;
 use crate::router::Router;
+use crate::transactions::TransactionCoordinator;
 
 /// This broker's identity in the cluster.
 #[derive(Debug)]
@@ -62,6 +63,8 @@ pub struct Broker {
     pub partitions: Arc<PartitionManager>,
     /// Consumer groups and committed offsets.
     pub groups: GroupCoordinator,
+    /// Transactional ids and the two-phase end of transactions.
+    pub transactions: TransactionCoordinator,
     /// Producer ids for InitProducerId.
     pub producer_ids: ProducerIdManager,
     /// Incremental fetch sessions (KIP-227).

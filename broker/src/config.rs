@@ -136,6 +136,14 @@ pub struct BrokerConfig {
     /// The group coordinator (`[groups]`): offsets topic partitions,
     /// initial rebalance delay, session timeout bounds.
     pub groups: crate::groups::GroupConfig,
+    /// Largest `transaction.timeout.ms` a transactional producer may ask for
+    /// (Kafka `transaction.max.timeout.ms`). Two hours: Flink's KafkaSink
+    /// asks for one hour by default, above Kafka's 15-minute default.
+    pub transaction_max_timeout_ms: i32,
+    /// Partitions of `__transaction_state` when it is created (Kafka
+    /// `transaction.state.log.num.partitions`). Fixed afterwards: it decides
+    /// which partition holds a transactional id.
+    pub transaction_state_log_num_partitions: u32,
 }
 
 impl Default for BrokerConfig {
@@ -167,6 +175,8 @@ impl Default for BrokerConfig {
             object_store: ObjectStoreConfig::default(),
             metadata: MetadataConfig::default(),
             groups: crate::groups::GroupConfig::default(),
+            transaction_max_timeout_ms: 7_200_000,
+            transaction_state_log_num_partitions: 50,
         }
     }
 }
@@ -189,6 +199,8 @@ const KEYS: &[&str] = &[
     "max_connections",
     "max_incremental_fetch_session_cache_slots",
     "groups",
+    "transaction_max_timeout_ms",
+    "transaction_state_log_num_partitions",
     "producer_id_expiration_ms",
     "producer_state_snapshot_interval",
     "producer_state_max_producers",
@@ -202,9 +214,12 @@ const KEYS: &[&str] = &[
     "metadata",
 ];
 
-/// Whether a (lower-cased, dotted) environment key names broker configuration.
+/// Whether a dotted environment key names broker configuration. figment's
+/// `Env::filter` sees the key before lower-casing (`STORAGE.UPLOAD.INTERVAL`),
+/// so the comparison ignores case.
 fn is_config_key(key: &str) -> bool {
-    KEYS.contains(&key.split('.').next().unwrap_or(""))
+    let top = key.split('.').next().unwrap_or("");
+    KEYS.iter().any(|k| k.eq_ignore_ascii_case(top))
 }
 
 /// Where configuration comes from, besides the defaults.
@@ -456,6 +471,11 @@ mod tests {
     fn only_broker_keys_are_read_from_the_environment() {
         assert!(is_config_key("num_partitions"));
         assert!(is_config_key("storage.upload.interval"));
+        // As the filter gets them from SKIFF_UNSAFE_ACK_BEFORE_FSYNC and
+        // SKIFF_STORAGE__WAL__GROUP_COMMIT_MAX_DELAY (not lower-cased yet).
+        assert!(is_config_key("UNSAFE_ACK_BEFORE_FSYNC"));
+        assert!(is_config_key("STORAGE.WAL.GROUP_COMMIT_MAX_DELAY"));
+        assert!(!is_config_key("MOTO_SERVER"));
         assert!(!is_config_key("moto_server"));
         assert!(!is_config_key("bootstrap_server"));
         assert!(!is_config_key("bin"));

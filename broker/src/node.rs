@@ -152,6 +152,12 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
         node,
         partitions: partitions.clone(),
         groups: crate::groups::GroupCoordinator::new(config.groups.clone()),
+        transactions: crate::transactions::TransactionCoordinator::new(
+            crate::transactions::TxnConfig {
+                num_partitions: config.transaction_state_log_num_partitions,
+                max_timeout_ms: config.transaction_max_timeout_ms,
+            },
+        ),
         producer_ids,
         fetch_sessions: FetchSessionCache::new(
             config.max_incremental_fetch_session_cache_slots,
@@ -183,6 +189,7 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
         });
     }
     tasks.spawn(crate::groups::run(broker.clone(), shutdown.clone()));
+    tasks.spawn(crate::transactions::run(broker.clone(), shutdown.clone()));
     partitions.reconcile().await;
     tasks.spawn(partitions.clone().run(shutdown.clone()));
     tasks.spawn(partitions.clone().maintain_producers(shutdown.clone()));

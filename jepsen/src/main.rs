@@ -10,7 +10,7 @@ use skiff_jepsen::checker::check;
 use skiff_jepsen::control::{DEFAULT_S3_ARGS, DEFAULT_SERVE_ARGS};
 use skiff_jepsen::history::read_history;
 use skiff_jepsen::nemesis::FaultKind;
-use skiff_jepsen::run::{RunConfig, run, schedule_for, summary};
+use skiff_jepsen::run::{RunConfig, WalMode, run, schedule_for, summary};
 use skiff_jepsen::workload::{ConsumerMode, Idempotence, WorkloadConfig};
 
 /// Fault-injection tests for Skiff with a history checker.
@@ -67,9 +67,10 @@ struct ScheduleArgs {
     /// Number of brokers.
     #[arg(long, default_value_t = 1)]
     brokers: u32,
-    /// The broker's object-store upload interval; s3 black-holes last at
-    /// least three times this.
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    /// The broker's object-store upload interval (passed to it as
+    /// storage.upload.interval by the default --s3-args); s3 black-holes
+    /// last at least three times this.
+    #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
     upload_interval: Duration,
     /// Mean quiet time between faults.
     #[arg(long, default_value = "1500ms", value_parser = humantime::parse_duration)]
@@ -106,10 +107,19 @@ struct RunArgs {
     /// its default store; s3-* faults then fail to apply).
     #[arg(long)]
     no_moto: bool,
-    /// Extra environment for brokers, KEY=VALUE, repeatable; e.g.
-    /// SKIFF_UNSAFE_ACK_BEFORE_FSYNC=true to check that the checker sees loss.
+    /// Extra environment for brokers, KEY=VALUE, repeatable.
     #[arg(long = "broker-env", value_parser = parse_kv)]
     broker_env: Vec<(String, String)>,
+    /// Broker configuration, KEY=VALUE, repeatable: appended to the serve
+    /// arguments as `--set KEY=VALUE`. The planted fault:
+    /// `--broker-set unsafe_ack_before_fsync=true --broker-set
+    /// storage.wal.group_commit_max_delay=1s`.
+    #[arg(long = "broker-set", value_parser = parse_kv)]
+    broker_set: Vec<(String, String)>,
+    /// The brokers' WAL: `file` (local segments) or `object` (appends PUT
+    /// to the object store through the fault proxy; needs moto).
+    #[arg(long, value_enum, default_value = "file")]
+    wal: WalMode,
     /// Size of the tmpfs under each WAL dir when disk-full is on.
     #[arg(long, default_value_t = 64)]
     wal_disk_mib: u64,
@@ -127,6 +137,10 @@ struct RunArgs {
     concurrency: usize,
     #[arg(long, value_enum, default_value = "mixed")]
     idempotence: Idempotence,
+    /// Transactional producer clients (begin/send/commit or abort batches),
+    /// besides --producers; needs a broker with transactions.
+    #[arg(long, default_value_t = 0)]
+    txn_producers: usize,
     /// Consumer clients.
     #[arg(long, default_value_t = 2)]
     consumers: usize,
@@ -187,7 +201,10 @@ fn run_config(a: RunArgs) -> RunConfig {
             .out
             .unwrap_or_else(|| PathBuf::from(format!("jepsen-out/{seed}"))),
         bin: a.bin,
-        serve_args: a.serve_args,
+        serve_args: a
+            .broker_set
+            .iter()
+            .fold(a.serve_args, |args, (k, v)| format!("{args} --set {k}={v}")),
         s3_args: a.s3_args,
         moto: if a.no_moto { None } else { a.moto },
         wal_disk_bytes: a.wal_disk_mib * 1024 * 1024,
@@ -195,11 +212,13 @@ fn run_config(a: RunArgs) -> RunConfig {
         upload_interval: a.schedule.upload_interval,
         gap: a.schedule.gap,
         recovery: a.recovery,
+        wal: a.wal,
         workload: WorkloadConfig {
             partitions: a.partitions,
             producers: a.producers,
             producer_concurrency: a.concurrency,
             idempotence: a.idempotence,
+            txn_producers: a.txn_producers,
             consumers: a.consumers,
             consumer_mode: a.consumer_mode,
             read_committed: !a.read_uncommitted,

@@ -11,6 +11,10 @@
 //! | `summary.txt` | the human summary printed at the end |
 //! | `run.json` | the run's configuration, fault counts and setup notes |
 //! | `broker-N.log`, `moto.log`, `broker-N/` | process logs and data dirs |
+//!
+//! The summary ends with what reached the object store (PUTs of objects and
+//! of object-WAL segments, from moto's log), so a run shows whether its
+//! object-store faults met the upload path.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,7 +25,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::checker::{Report, check};
-use crate::control::CommandTemplate;
+use crate::control::{CommandTemplate, StoreCounts};
 use crate::history::Recorder;
 use crate::nemesis::{self, FaultKind, Harness, HarnessConfig, Played, Schedule, ScheduleOptions};
 use crate::workload::{self, Values, WorkloadConfig};
@@ -49,7 +53,37 @@ pub struct RunConfig {
     pub gap: Duration,
     #[serde(with = "humantime_serde")]
     pub recovery: Duration,
+    /// The broker's write-ahead log (`storage.wal.kind`; `object` needs moto).
+    #[serde(default)]
+    pub wal: WalMode,
     pub workload: WorkloadConfig,
+}
+
+/// Which WAL the brokers use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum WalMode {
+    /// The broker's default: segment files on local disk.
+    #[default]
+    File,
+    /// Appends are PUT to the object store (through the fault proxy), so
+    /// s3 faults hit produce latency and durability directly.
+    Object,
+}
+
+impl RunConfig {
+    /// The object-store arguments with the run's settings filled in:
+    /// `{upload_interval}`, and the WAL kind.
+    pub fn s3_args(&self) -> String {
+        let mut args = self.s3_args.replace(
+            "{upload_interval}",
+            &format!("{}ms", self.upload_interval.as_millis().max(1)),
+        );
+        if self.wal == WalMode::Object {
+            args.push_str(" --set storage.wal.kind=object");
+        }
+        args
+    }
 }
 
 /// What a run produced.
@@ -60,6 +94,8 @@ pub struct RunOutcome {
     pub faults_scheduled: usize,
     pub notes: Vec<String>,
     pub final_read_complete: bool,
+    /// What reached the object store (when moto ran).
+    pub store: Option<StoreCounts>,
 }
 
 #[derive(Serialize)]
@@ -93,7 +129,7 @@ pub async fn run(cfg: &RunConfig) -> anyhow::Result<RunOutcome> {
         brokers: cfg.brokers,
         dir: cfg.out.clone(),
         template: CommandTemplate::parse(&cfg.serve_args),
-        s3_args: cfg.s3_args.clone(),
+        s3_args: cfg.s3_args(),
         moto: cfg.moto.clone(),
         bucket: "jepsen".into(),
         wal_disk: cfg
@@ -166,6 +202,10 @@ pub async fn run(cfg: &RunConfig) -> anyhow::Result<RunOutcome> {
         faults_scheduled: schedule.faults(),
         notes: harness.notes.clone(),
         final_read_complete,
+        store: cfg
+            .moto
+            .is_some()
+            .then(|| StoreCounts::from_log(&cfg.out.join("moto.log"), &hcfg.bucket)),
     };
     write_json(
         &cfg.out.join("run.json"),
@@ -193,6 +233,10 @@ pub fn summary(cfg: &RunConfig, outcome: &RunOutcome) -> String {
         s.push_str(&format!("note: {n}\n"));
     }
     s.push_str(&outcome.report.summary(10));
+    if let Some(store) = &outcome.store {
+        s.push_str(&store.render());
+        s.push('\n');
+    }
     s.push_str(&format!(
         "verdict: {}\nresults in {}\n",
         if outcome.report.valid {
@@ -209,4 +253,44 @@ fn write_json(path: &std::path::Path, value: &impl Serialize) -> anyhow::Result<
     let f = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
     serde_json::to_writer_pretty(std::io::BufWriter::new(f), value)
         .with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::{DEFAULT_S3_ARGS, DEFAULT_SERVE_ARGS};
+
+    fn cfg(wal: WalMode) -> RunConfig {
+        RunConfig {
+            time: Duration::from_secs(1),
+            faults: vec![],
+            seed: 1,
+            brokers: 1,
+            out: PathBuf::from("/tmp/x"),
+            bin: PathBuf::from("skiff"),
+            serve_args: DEFAULT_SERVE_ARGS.into(),
+            s3_args: DEFAULT_S3_ARGS.into(),
+            moto: None,
+            wal_disk_bytes: 1 << 20,
+            broker_env: vec![],
+            upload_interval: Duration::from_millis(500),
+            gap: Duration::from_secs(1),
+            recovery: Duration::from_secs(1),
+            wal,
+            workload: WorkloadConfig::default(),
+        }
+    }
+
+    #[test]
+    fn s3_args_carry_the_upload_interval_and_the_wal_kind() {
+        let file = cfg(WalMode::File).s3_args();
+        assert!(file.contains("storage.upload.interval=500ms"), "{file}");
+        assert!(!file.contains("{upload_interval}"), "{file}");
+        assert!(!file.contains("storage.wal.kind"), "{file}");
+        let object = cfg(WalMode::Object).s3_args();
+        assert!(
+            object.ends_with("--set storage.wal.kind=object"),
+            "{object}"
+        );
+    }
 }

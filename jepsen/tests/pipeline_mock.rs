@@ -9,7 +9,7 @@ use std::time::Duration;
 use skiff_jepsen::checker::AnomalyKind;
 use skiff_jepsen::control::{DEFAULT_S3_ARGS, DEFAULT_SERVE_ARGS};
 use skiff_jepsen::nemesis::FaultKind;
-use skiff_jepsen::run::{RunConfig, run, summary};
+use skiff_jepsen::run::{RunConfig, WalMode, run, summary};
 use skiff_jepsen::workload::WorkloadConfig;
 
 fn mock_broker() -> PathBuf {
@@ -32,6 +32,7 @@ fn config(out: PathBuf, faults: Vec<FaultKind>) -> RunConfig {
         upload_interval: Duration::from_secs(1),
         gap: Duration::from_secs(1),
         recovery: Duration::from_secs(2),
+        wal: WalMode::File,
         workload: WorkloadConfig {
             partitions: 4,
             rate: 200.0,

@@ -7,7 +7,10 @@
 //! reserved up front so only commits are measured. Runs a single node with
 //! fsync and 3 in-process nodes (fsync on every node), each at 1 client
 //! (latency) and `SKIFF_BENCH_CLIENTS` clients (default 64, throughput).
-//! `SKIFF_BENCH_SECS` (default 5) per run. Results go to stdout.
+//! `SKIFF_BENCH_SECS` (default 5) per run. `SKIFF_BENCH_IN_FLIGHT` (default
+//! `2,1`) lists the `batches_in_flight` settings compared. The disk's own
+//! append+fdatasync latency is measured before and after. Results go to
+//! stdout.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,7 +29,7 @@ fn env_u64(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn config(id: u64, voters: &[u64], dir: &std::path::Path) -> MetadataConfig {
+fn config(id: u64, voters: &[u64], dir: &std::path::Path, in_flight: usize) -> MetadataConfig {
     MetadataConfig {
         node_id: id,
         advertised_addr: Some(format!("mem-{id}")),
@@ -42,6 +45,7 @@ fn config(id: u64, voters: &[u64], dir: &std::path::Path) -> MetadataConfig {
         election_timeout_min: Duration::from_millis(500),
         election_timeout_max: Duration::from_millis(1000),
         fsync: true,
+        batches_in_flight: in_flight,
         ..MetadataConfig::default()
     }
 }
@@ -157,12 +161,37 @@ async fn run(label: &str, node: &MetadataNode, clients: u32, secs: u64) {
     l.sort();
     let pct = |p: f64| l[((l.len() as f64 * p) as usize).min(l.len() - 1)];
     println!(
-        "{label:<28} clients={clients:<3} commits={:<7} {:>8.0} commits/s  p50={:>6.2}ms  p99={:>6.2}ms  max={:>6.2}ms",
+        "{label:<36} clients={clients:<3} commits={:<7} {:>8.0} commits/s  p50={:>6.2}ms  p99={:>6.2}ms  max={:>6.2}ms",
         l.len(),
         l.len() as f64 / elapsed.as_secs_f64(),
         pct(0.50).as_secs_f64() * 1e3,
         pct(0.99).as_secs_f64() * 1e3,
         l.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
+    );
+}
+
+/// The disk's own floor: 512-byte appends, each followed by `fdatasync`
+/// (what one group commit costs at least), in the directory the nodes use.
+fn fsync_baseline(dir: &std::path::Path, n: usize) {
+    use std::io::Write;
+    let path = dir.join("fsync-probe");
+    let mut f = std::fs::File::create(&path).expect("probe file");
+    let mut l = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        f.write_all(&[7u8; 512]).expect("probe write");
+        f.sync_data().expect("probe fsync");
+        l.push(t.elapsed());
+    }
+    let _ = std::fs::remove_file(&path);
+    l.sort();
+    let ms = |p: f64| l[((l.len() as f64 * p) as usize).min(l.len() - 1)].as_secs_f64() * 1e3;
+    println!(
+        "{:<36} n={n:<5} p50={:>6.2}ms  p99={:>6.2}ms  max={:>6.2}ms",
+        "disk: append + fdatasync",
+        ms(0.50),
+        ms(0.99),
+        ms(1.0),
     );
 }
 
@@ -179,41 +208,85 @@ fn main() {
         let dir =
             tempfile::tempdir_in(std::env::var("SKIFF_BENCH_DIR").unwrap_or_else(|_| ".".into()))
                 .expect("tempdir");
-        let router = MemRouter::new(0);
-        let single = router
-            .start_node(config(1, &[1], dir.path()))
-            .await
-            .expect("start");
-        single
-            .wait_ready(Duration::from_secs(10))
-            .await
-            .expect("ready");
-        run("single node, fsync", &single, 1, secs).await;
-        run("single node, fsync", &single, clients, secs).await;
-        single.shutdown().await;
+        fsync_baseline(dir.path(), 500);
+        // Both group-commit settings side by side, one run.
+        let in_flight: Vec<usize> = std::env::var("SKIFF_BENCH_IN_FLIGHT")
+            .unwrap_or_else(|_| "2,1".into())
+            .split(',')
+            .filter_map(|v| v.trim().parse().ok())
+            .collect();
+        for in_flight in in_flight {
+            let router = MemRouter::new(0);
+            let single = router
+                .start_node(config(
+                    1,
+                    &[1],
+                    &dir.path().join(format!("s{in_flight}")),
+                    in_flight,
+                ))
+                .await
+                .expect("start");
+            single
+                .wait_ready(Duration::from_secs(10))
+                .await
+                .expect("ready");
+            run(
+                &format!("single node, fsync, {in_flight} in flight"),
+                &single,
+                1,
+                secs,
+            )
+            .await;
+            run(
+                &format!("single node, fsync, {in_flight} in flight"),
+                &single,
+                clients,
+                secs,
+            )
+            .await;
+            single.shutdown().await;
 
-        let router = MemRouter::new(0);
-        let mut nodes = Vec::new();
-        for id in [11, 12, 13] {
-            nodes.push(
-                router
-                    .start_node(config(id, &[11, 12, 13], dir.path()))
-                    .await
-                    .expect("start"),
-            );
+            let router = MemRouter::new(0);
+            let mut nodes = Vec::new();
+            for id in [11, 12, 13] {
+                nodes.push(
+                    router
+                        .start_node(config(
+                            id,
+                            &[11, 12, 13],
+                            &dir.path().join(format!("c{in_flight}")),
+                            in_flight,
+                        ))
+                        .await
+                        .expect("start"),
+                );
+            }
+            for n in &nodes {
+                n.wait_ready(Duration::from_secs(10)).await.expect("ready");
+            }
+            let leader = nodes
+                .iter()
+                .find(|n| n.is_leader())
+                .cloned()
+                .unwrap_or_else(|| nodes[0].clone());
+            run(
+                &format!("3 nodes, fsync, {in_flight} in flight"),
+                &leader,
+                1,
+                secs,
+            )
+            .await;
+            run(
+                &format!("3 nodes, fsync, {in_flight} in flight"),
+                &leader,
+                clients,
+                secs,
+            )
+            .await;
+            for n in nodes {
+                n.shutdown().await;
+            }
         }
-        for n in &nodes {
-            n.wait_ready(Duration::from_secs(10)).await.expect("ready");
-        }
-        let leader = nodes
-            .iter()
-            .find(|n| n.is_leader())
-            .cloned()
-            .unwrap_or_else(|| nodes[0].clone());
-        run("3 in-process nodes, fsync", &leader, 1, secs).await;
-        run("3 in-process nodes, fsync", &leader, clients, secs).await;
-        for n in nodes {
-            n.shutdown().await;
-        }
+        fsync_baseline(dir.path(), 500);
     });
 }

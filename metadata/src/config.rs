@@ -69,6 +69,9 @@ pub struct MetadataConfig {
     pub max_frame_bytes: usize,
     /// Changes buffered per watcher before it must resync.
     pub watch_capacity: usize,
+    /// Group-commit batches proposed to Raft at once; commands arriving
+    /// meanwhile accumulate into the next batch.
+    pub batches_in_flight: usize,
 }
 
 impl Default for MetadataConfig {
@@ -91,6 +94,7 @@ impl Default for MetadataConfig {
             segment_bytes: 16 << 20,
             max_frame_bytes: 64 << 20,
             watch_capacity: 4096,
+            batches_in_flight: 2,
         }
     }
 }
@@ -110,6 +114,9 @@ impl MetadataConfig {
         }
         if self.request_timeout.is_zero() {
             return Err("request_timeout must be > 0".into());
+        }
+        if self.batches_in_flight == 0 {
+            return Err("batches_in_flight must be > 0".into());
         }
         if self.snapshot_every == 0 {
             return Err("snapshot_every must be > 0".into());

@@ -25,6 +25,8 @@
 //! - [`client`]: typed helpers, one per broker operation; the object-index
 //!   ones line up with storage's `Catalog` trait.
 //! - [`config`]: the [`MetadataConfig`].
+//! - [`runtime`]: openraft's async runtime (tokio with a seedable RNG, for
+//!   the deterministic simulation).
 //!
 //! # Example
 //!
@@ -60,6 +62,7 @@ pub mod error;
 pub mod frame;
 pub mod net;
 pub mod node;
+pub mod runtime;
 pub mod state;
 pub mod store;
 pub mod types;

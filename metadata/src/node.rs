@@ -15,13 +15,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use openraft::error::{
     ChangeMembershipError, CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError,
 };
 use openraft::{ChangeMembers, ServerState};
 use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
+// tokio's clock, so a simulation on a paused clock sees the same deadlines.
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -47,9 +49,6 @@ type Proposal = (Command, oneshot::Sender<Result<Output, MetadataError>>);
 
 /// Proposals queued before writers wait (backpressure).
 const PROPOSAL_QUEUE: usize = 8192;
-/// Batches in flight at once; while they are, new proposals accumulate
-/// into the next batch (group commit).
-const BATCHES_IN_FLIGHT: usize = 2;
 
 pub(crate) struct Inner {
     pub(crate) id: NodeId,
@@ -263,6 +262,7 @@ impl MetadataNode {
                 tracing::debug!(node = self.inner.id, via = %target, ?r, "join attempt failed");
             }
             tokio::select! {
+                biased;
                 _ = self.inner.cancel.cancelled() => return,
                 _ = tokio::time::sleep(self.inner.config.election_timeout_max) => {}
             }
@@ -280,6 +280,7 @@ impl MetadataNode {
         let mut leading_since: Option<Instant> = None;
         loop {
             tokio::select! {
+                biased;
                 _ = self.inner.cancel.cancelled() => return,
                 _ = tokio::time::sleep(tick) => {}
             }
@@ -436,12 +437,13 @@ impl MetadataNode {
     /// one append, one fsync, many commands. A batch is cut whenever a
     /// slot frees up, so a lone command waits for nothing.
     async fn proposer(&self, mut rx: mpsc::Receiver<Proposal>) {
-        let slots = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
+        let slots = Arc::new(Semaphore::new(self.inner.config.batches_in_flight));
         loop {
             let Ok(permit) = slots.clone().acquire_owned().await else {
                 return;
             };
             let first = tokio::select! {
+                biased;
                 _ = self.inner.cancel.cancelled() => return,
                 p = rx.recv() => match p {
                     Some(p) => p,
@@ -691,10 +693,12 @@ impl MetadataNode {
     pub async fn shutdown(&self) {
         self.inner.cancel.cancel();
         self.inner.tasks.close();
-        self.inner.tasks.wait().await;
+        // Raft first: a proposal waiting for a commit that a lost quorum
+        // will never give only ends when Raft stops.
         if let Err(e) = self.inner.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");
         }
+        self.inner.tasks.wait().await;
     }
 }
 

@@ -14,6 +14,7 @@ openraft::declare_raft_types!(
     pub TypeConfig:
         D = Command,
         R = Response,
+        AsyncRuntime = crate::runtime::Runtime,
 );
 
 pub type Raft = openraft::Raft<TypeConfig>;

@@ -1,10 +1,10 @@
-//! Randomized fault simulation of a 3-node metadata cluster.
+//! Deterministic fault simulation of a 3-node metadata cluster.
 //!
 //! Each seed drives a reproducible schedule of faults (request and reply
-//! loss, delay, node isolation, pair cuts, crashes and restarts from disk)
-//! and of client operations (partition assignment, object commits at the
-//! epoch a broker believes it holds, heartbeats) through random nodes.
-//! After every step the invariants are checked:
+//! loss, delay, node isolation, pair cuts, crashes and restarts from the
+//! node's files) and of client operations (partition assignment, object
+//! commits at the epoch a broker believes it holds, heartbeats) through
+//! random nodes. After every step the invariants are checked:
 //!
 //! 1. at most one owner per partition per epoch (across all nodes, ever);
 //! 2. on every node, a stream's epoch never decreases (per incarnation:
@@ -15,12 +15,22 @@
 //!
 //! and at the end, once healed, every replica holds the same state.
 //!
-//! `SKIFF_SIM_SEEDS` (default 4) seeds run, starting at `SKIFF_SIM_SEED`
-//! (default 1) — set it to replay a failing seed, which is printed on
-//! failure. `SKIFF_SIM_STEPS` (default 30) steps per seed. The fault
-//! schedule and the workload come from the seed; openraft's own timers use
-//! real time, so a replay follows the same schedule, not the same
-//! interleaving.
+//! Determinism: a seed runs all nodes on its own current-thread tokio
+//! runtime with a paused clock (time jumps to the next timer whenever every
+//! task waits), openraft's election timeouts come from an RNG seeded with
+//! the seed ([`skiff_metadata::runtime::seed_thread_rng`]), the network's
+//! loss and delay from the [`MemRouter`]'s seeded RNG, and storage without
+//! fsync runs inline (no threads). So one seed is one run: the same faults,
+//! elections, message order and outcomes. Each run records a trace (every
+//! fault, every operation's outcome, each node's term, log and leader and
+//! the virtual time after every step, the final index); a test replays one
+//! seed and compares the traces.
+//!
+//! Knobs: `SKIFF_SIM_SEEDS` (default 32) seeds run, starting at
+//! `SKIFF_SIM_SEED` (default 1); a failure prints the seed to replay with
+//! `SKIFF_SIM_SEED=<seed> SKIFF_SIM_SEEDS=1`. `SKIFF_SIM_STEPS` (default 40)
+//! steps per seed. Thousands of seeds: `SKIFF_SIM_SEEDS=5000 cargo test
+//! --release -p skiff-metadata --test simulation` (see BENCHMARKS.md).
 
 mod common;
 
@@ -36,6 +46,7 @@ use skiff_common::{BrokerId, ObjectId, StreamEpoch, StreamId};
 use skiff_metadata::net::mem::{Faults, MemRouter};
 use skiff_metadata::node::now_ms;
 use skiff_metadata::{ClusterState, Command, MetadataConfig, MetadataError, MetadataNode, Output};
+use tokio::time::Instant;
 
 const NODES: [u64; 3] = [1, 2, 3];
 const PARTITIONS: u32 = 4;
@@ -87,6 +98,9 @@ struct Sim {
     history: Arc<Mutex<History>>,
     broker_epochs: BTreeMap<i32, u64>,
     streams: Vec<StreamId>,
+    /// What happened, in order (compared across replays of a seed).
+    trace: Vec<String>,
+    start: Instant,
 }
 
 fn node_config(id: u64, dir: &std::path::Path) -> MetadataConfig {
@@ -126,6 +140,8 @@ impl Sim {
             history: Arc::default(),
             broker_epochs: BTreeMap::new(),
             streams: Vec::new(),
+            trace: Vec::new(),
+            start: Instant::now(),
         };
         let n = sim.live().remove(0);
         n.wait_ready(Duration::from_secs(20)).await.unwrap();
@@ -159,7 +175,9 @@ impl Sim {
 
     /// One random fault action.
     async fn fault(&mut self) {
-        match self.rng.random_range(0..10) {
+        let kind = self.rng.random_range(0..10);
+        self.trace.push(format!("fault {kind}"));
+        match kind {
             0..=2 => {
                 let f = Faults {
                     request_loss: self.rng.random_range(0.0..0.15),
@@ -232,6 +250,7 @@ impl Sim {
             let kind = self.rng.random_range(0..10);
             let len = self.rng.random_range(1..50u64);
             tasks.push(tokio::spawn(async move {
+                let who = format!("b{broker} p{p} via n{}", client.id());
                 if kind < 1 {
                     let cmd = Command::AssignPartition {
                         topic: "t".into(),
@@ -240,26 +259,27 @@ impl Sim {
                         broker_epoch: be,
                         expected_epoch: None,
                     };
-                    if let Ok(Output::PartitionAssigned { epoch, .. }) = client.write(cmd).await {
+                    let r = client.write(cmd).await;
+                    if let Ok(Output::PartitionAssigned { epoch, .. }) = &r {
                         let mut h = hist.lock();
-                        h.assigns.push((stream, epoch, BrokerId(broker)));
-                        h.held.insert((broker, p), epoch);
+                        h.assigns.push((stream, *epoch, BrokerId(broker)));
+                        h.held.insert((broker, p), *epoch);
                     }
+                    format!("assign {who}: {}", outcome(&r))
                 } else if kind < 9 {
                     let Some(epoch) = hist.lock().held.get(&(broker, p)).copied() else {
-                        return;
+                        return format!("commit {who}: holds nothing");
                     };
-                    let Ok(Output::IdRange { start: id, .. }) =
-                        client.write(Command::ReserveObjectIds { count: 1 }).await
-                    else {
-                        return;
+                    let r = client.write(Command::ReserveObjectIds { count: 1 }).await;
+                    let Ok(Output::IdRange { start: id, .. }) = r else {
+                        return format!("reserve {who}: {}", outcome(&r));
                     };
                     let end = client
                         .read_local(|s| s.stream_meta(stream).map(|m| m.end_offset).unwrap_or(0));
-                    match client
+                    let r = client
                         .write(commit_cmd(id, stream, epoch, end, end + len))
-                        .await
-                    {
+                        .await;
+                    match &r {
                         Ok(_) => {
                             hist.lock().commits.insert(id, (stream, end, end + len));
                         }
@@ -267,20 +287,51 @@ impl Sim {
                         Err(MetadataError::NotLeader { .. }) | Err(MetadataError::Fatal(_)) => {}
                         Err(e) => panic!("unexpected error {e}"),
                     }
+                    format!(
+                        "commit {who} obj {id} [{end}, {}) at {epoch}: {}",
+                        end + len,
+                        outcome(&r)
+                    )
                 } else {
-                    let _ = client
+                    let r = client
                         .write(Command::Heartbeat {
                             broker: BrokerId(broker),
                             broker_epoch: be,
                             now_ms: now_ms(),
                         })
                         .await;
+                    format!("heartbeat {who}: {}", outcome(&r))
                 }
             }));
         }
         for t in tasks {
-            let _ = tokio::time::timeout(Duration::from_millis(1500), t).await;
+            let e = match tokio::time::timeout(Duration::from_millis(1500), t).await {
+                Ok(Ok(e)) => e,
+                Ok(Err(e)) => std::panic::resume_unwind(e.into_panic()),
+                Err(_) => "still running".to_string(),
+            };
+            self.trace.push(e);
         }
+    }
+
+    /// Each live node's view of Raft, and the virtual time.
+    fn trace_nodes(&mut self, step: usize) {
+        let mut line = format!("step {step} t={:?}", self.start.elapsed());
+        for (id, n) in &self.nodes {
+            let Some(n) = n else {
+                line.push_str(&format!(" n{id}:down"));
+                continue;
+            };
+            let m = n.raft().metrics().borrow().clone();
+            line.push_str(&format!(
+                " n{id}:term={},last={:?},applied={},leader={:?}",
+                m.current_term,
+                m.last_log_index,
+                n.applied_index(),
+                m.current_leader
+            ));
+        }
+        self.trace.push(line);
     }
 
     /// Check the invariants on every live node, and acknowledged commands
@@ -332,9 +383,15 @@ impl Sim {
             Ok(Ok(state)) => {
                 check_acked(&state, &commits, &assigns, seed, step);
                 self.history.lock().reads_checked += 1;
+                self.trace.push(format!("read via n{}: ok", client.id()));
             }
-            _ => self.history.lock().reads_unknown += 1,
+            _ => {
+                self.history.lock().reads_unknown += 1;
+                self.trace
+                    .push(format!("read via n{}: unknown", client.id()));
+            }
         }
+        self.trace_nodes(step);
     }
 }
 
@@ -389,7 +446,7 @@ fn check_acked(
     }
 }
 
-async fn run_seed(seed: u64, steps: usize) {
+async fn run_seed(seed: u64, steps: usize) -> Vec<String> {
     let _guard = SeedGuard(seed);
     let mut sim = Sim::new(seed).await;
     for step in 0..steps {
@@ -430,24 +487,92 @@ async fn run_seed(seed: u64, steps: usize) {
     {
         let h = sim.history.lock();
         eprintln!(
-            "seed {seed}: {} commits and {} assignments acknowledged, {} checks by linearizable read, {} unknown",
+            "seed {seed}: {} commits and {} assignments acknowledged, {} checks by linearizable read, {} unknown, {:?} simulated",
             h.commits.len(),
             h.assigns.len(),
             h.reads_checked,
-            h.reads_unknown
+            h.reads_unknown,
+            sim.start.elapsed()
         );
     }
+    let summary = state_summary(&client.read_local(|s| s.clone()));
+    sim.trace.push(format!(
+        "final applied={} {summary}",
+        client.applied_index()
+    ));
     for n in live {
         n.shutdown().await;
     }
+    sim.trace
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn simulation_keeps_invariants_under_faults() {
-    let first = env_u64("SKIFF_SIM_SEED", 1);
-    let seeds = env_u64("SKIFF_SIM_SEEDS", 4);
-    let steps = env_u64("SKIFF_SIM_STEPS", 30) as usize;
-    for seed in first..first + seeds {
-        run_seed(seed, steps).await;
+/// The parts of the state that do not carry wall-clock times or random ids.
+fn state_summary(state: &ClusterState) -> String {
+    let mut out = String::new();
+    for (id, s) in &state.streams {
+        out.push_str(&format!("{id}@{}:{:?} ", s.epoch, s.slices));
     }
+    for t in state.topics.values() {
+        for p in &t.partitions {
+            out.push_str(&format!("{}={:?}@{} ", p.stream, p.owner, p.epoch));
+        }
+    }
+    out
+}
+
+fn outcome<T>(r: &Result<T, MetadataError>) -> String {
+    match r {
+        Ok(_) => "ok".into(),
+        Err(MetadataError::Command(e)) => format!("rejected ({e})"),
+        Err(e) => format!("failed ({e})"),
+    }
+}
+
+/// Run one seed on a fresh current-thread runtime with a paused clock and
+/// openraft's RNG seeded: the whole run is a function of the seed.
+fn simulate(seed: u64, steps: usize) -> Vec<String> {
+    // `RUST_LOG=openraft=debug` etc. to see what a seed does.
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .expect("runtime");
+    skiff_metadata::runtime::seed_thread_rng(seed);
+    let trace = rt.block_on(run_seed(seed, steps));
+    skiff_metadata::runtime::unseed_thread_rng();
+    trace
+}
+
+#[test]
+fn simulation_keeps_invariants_under_faults() {
+    let first = env_u64("SKIFF_SIM_SEED", 1);
+    let seeds = env_u64("SKIFF_SIM_SEEDS", 32);
+    let steps = env_u64("SKIFF_SIM_STEPS", 40) as usize;
+    for seed in first..first + seeds {
+        simulate(seed, steps);
+    }
+}
+
+#[test]
+fn simulation_replays_a_seed_exactly() {
+    let seed = env_u64("SKIFF_SIM_SEED", 1) + 1000;
+    let steps = env_u64("SKIFF_SIM_STEPS", 40) as usize;
+    let a = simulate(seed, steps);
+    let b = simulate(seed, steps);
+    if let Some(i) = (0..a.len().max(b.len())).find(|i| a.get(*i) != b.get(*i)) {
+        panic!(
+            "seed {seed} diverged at event {i}:\n  first run:  {:?}\n  second run: {:?}",
+            a.get(i),
+            b.get(i)
+        );
+    }
+    // The trace is rich enough to tell runs apart.
+    assert!(a.len() > steps * 5, "trace too short: {}", a.len());
+    assert_ne!(a, simulate(seed + 1, steps), "different seeds, same run");
 }

@@ -29,7 +29,7 @@ use crate::object::ObjectIndex;
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BlockCacheConfig {
-    /// Bytes of object blocks kept in memory. Default 256 MiB.
+    /// Bytes of object blocks kept in memory. Default 64 MiB.
     pub memory_bytes: usize,
     /// Bytes of object blocks kept on local disk (the second tier). 0 turns
     /// the disk tier off. Default 1 GiB.
@@ -40,7 +40,7 @@ pub struct BlockCacheConfig {
     /// Size of the disk tier's eviction unit; also the largest block that can
     /// be cached on disk. Rounded up to 4 KiB. Default 16 MiB.
     pub disk_region_bytes: usize,
-    /// Bytes of decoded object indexes kept in memory. Default 32 MiB.
+    /// Bytes of decoded object indexes kept in memory. Default 16 MiB.
     pub index_bytes: usize,
     /// How far ahead of a sequential reader blocks are prefetched, in bytes
     /// (0 disables read-ahead). Default 8 MiB.
@@ -53,11 +53,11 @@ pub struct BlockCacheConfig {
 impl Default for BlockCacheConfig {
     fn default() -> Self {
         Self {
-            memory_bytes: 256 << 20,
+            memory_bytes: 64 << 20,
             disk_bytes: 1 << 30,
             disk_dir: None,
             disk_region_bytes: 16 << 20,
-            index_bytes: 32 << 20,
+            index_bytes: 16 << 20,
             readahead_bytes: 8 << 20,
             readahead_concurrency: 4,
         }

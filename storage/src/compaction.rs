@@ -62,7 +62,7 @@ pub struct CompactionConfig {
     /// stream object. Default 4 MiB.
     pub stream_object_min_bytes: u64,
     /// Bytes of input one compaction reads (and holds in memory) at most.
-    /// Default 256 MiB.
+    /// Default 64 MiB.
     pub max_input_bytes: u64,
     /// Block size of compaction outputs. Default 1 MiB.
     pub block_bytes: usize,
@@ -86,7 +86,7 @@ impl Default for CompactionConfig {
             small_object_bytes: 32 << 20,
             split_after: Duration::from_secs(600),
             stream_object_min_bytes: 4 << 20,
-            max_input_bytes: 256 << 20,
+            max_input_bytes: 64 << 20,
             block_bytes: 1 << 20,
             gc_grace: Duration::from_secs(600),
             orphan_grace: Duration::from_secs(3600),

@@ -53,10 +53,10 @@ pub struct StorageConfig {
     pub upload: UploadConfig,
     /// Upper bound on the log cache (recent batches per stream that serve tail
     /// reads). Batches not yet uploaded are never evicted, so this must be at
-    /// least `max_unuploaded_bytes`. Default 256 MiB.
+    /// least `max_unuploaded_bytes`. Default 128 MiB.
     pub log_cache_bytes: u64,
     /// Backpressure cap: appended bytes that are not yet committed in objects.
-    /// When reached, appends wait until the uploader catches up. Default 128 MiB.
+    /// When reached, appends wait until the uploader catches up. Default 64 MiB.
     pub max_unuploaded_bytes: u64,
     /// Block cache for object reads (memory plus a local-disk tier); its
     /// keys are documented on [`BlockCacheConfig`]. The disk tier defaults
@@ -118,8 +118,8 @@ impl Default for StorageConfig {
             data_dir: PathBuf::from("skiff-data/storage"),
             wal: WalConfig::default(),
             upload: UploadConfig::default(),
-            log_cache_bytes: 256 * MIB,
-            max_unuploaded_bytes: 128 * MIB,
+            log_cache_bytes: 128 * MIB,
+            max_unuploaded_bytes: 64 * MIB,
             block_cache: BlockCacheConfig::default(),
         }
     }

@@ -25,7 +25,6 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use parking_lot::Mutex;
 use skiff_common::{ObjectId, StreamEpoch, StreamId};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
@@ -36,6 +35,7 @@ use crate::batch::StoredBatch;
 use crate::catalog::{CatalogError, Commit, CommitRange, NewObject, ObjectKind};
 use crate::engine::Shared;
 use crate::object::{ObjectBuilder, put_object};
+use object_store::PutPayload;
 
 /// Target size of an object's data blocks.
 const BLOCK_BYTES: usize = 512 * 1024;
@@ -72,7 +72,8 @@ struct Seal {
 struct Built {
     id: ObjectId,
     kind: ObjectKind,
-    bytes: Bytes,
+    /// The object's bytes as parts: large batches are shared, not copied.
+    bytes: PutPayload,
     ranges: Vec<CommitRange>,
 }
 
@@ -118,6 +119,9 @@ impl Uploader {
     /// Add durable batches (in WAL order); `wal_end` covers them.
     pub(crate) fn push(&self, items: Vec<PendingItem>, wal_end: u64, seal_bytes: u64) {
         let mut p = self.pending.lock();
+        // The sealer sleeps without a deadline while nothing is pending:
+        // the first pending data must wake it so the interval starts.
+        let first = p.since.is_none() && !items.is_empty();
         for (stream, epoch, batch, permit) in items {
             let len = batch.payload.len() as u64;
             let s = p.streams.entry(stream).or_default();
@@ -131,7 +135,7 @@ impl Uploader {
         p.wal_end = p.wal_end.max(wal_end);
         let full = p.bytes >= seal_bytes;
         drop(p);
-        if full {
+        if full || first {
             self.wake.notify_one();
         }
     }
@@ -234,7 +238,14 @@ async fn sealer(shared: Arc<Shared>, tx: mpsc::UnboundedSender<Job>) {
         };
         let objects = built
             .iter()
-            .map(|b| (b.id, b.kind, b.bytes.len() as u64, b.ranges.clone()))
+            .map(|b| {
+                (
+                    b.id,
+                    b.kind,
+                    b.bytes.content_length() as u64,
+                    b.ranges.clone(),
+                )
+            })
             .collect();
         let put = tokio::spawn(put_all(shared.clone(), built));
         let job = Job {
@@ -250,7 +261,8 @@ async fn sealer(shared: Arc<Shared>, tx: mpsc::UnboundedSender<Job>) {
 }
 
 /// Reserve ids and encode the seal's objects (on a blocking thread: it
-/// copies and checksums megabytes, which would stall the async workers).
+/// checksums megabytes, which would stall the async workers). Batches of
+/// 64 KiB and more are not copied: they become parts of a vectored PUT.
 async fn build_objects(shared: &Shared, seal: Seal) -> Option<(Seal, Vec<Built>)> {
     let big = shared.config.upload.stream_object_bytes;
     let own: HashSet<StreamId> = seal
@@ -296,7 +308,8 @@ fn encode<'a>(
         };
         let mut ok = true;
         for batch in &s.batches {
-            if let Err(e) = b.push(*stream, batch.base_offset, batch.records, &batch.payload) {
+            if let Err(e) = b.push_bytes(*stream, batch.base_offset, batch.records, &batch.payload)
+            {
                 // Dense, ordered batches always encode; this is a bug, and the
                 // stream's range is left out (its data stays uncommitted).
                 tracing::error!(%stream, error = %e, "cannot encode stream into object");
@@ -313,11 +326,11 @@ fn encode<'a>(
             });
         }
     }
-    let (bytes, _index) = b.finish();
+    let (parts, _index) = b.finish_parts();
     Built {
         id,
         kind,
-        bytes,
+        bytes: parts.into_iter().collect(),
         ranges,
     }
 }

@@ -215,6 +215,29 @@ async fn append_and_read(env: &Env) -> Result<()> {
     Ok(())
 }
 
+/// A few small appends (far below `seal_bytes`) after an idle start are
+/// sealed and committed within a few `upload.interval`s, without a flush.
+async fn upload_interval_seals_small_appends(env: &Env) -> Result<()> {
+    let st = env.storage("interval").await?;
+    let s = env.open(&st, 7).await?;
+    // Idle first: the sealer has nothing pending and no deadline.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    append_n(&s, 3, 0).await?;
+    let end = s.end_offset();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while s.committed_offset() < end {
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "small appends not uploaded after 20s (interval {:?}): committed {} of {end}",
+            env.config("interval").upload.interval,
+            s.committed_offset()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    st.shutdown().await;
+    Ok(())
+}
+
 async fn cold_reads_after_restart(env: &Env) -> Result<()> {
     let st = env.storage("cold").await?;
     let a = env.open(&st, 10).await?;
@@ -410,6 +433,7 @@ async fn backpressure_caps_unuploaded_bytes(env: &Env) -> Result<()> {
 
 async fn suite(env: Env) -> Result<()> {
     append_and_read(&env).await?;
+    upload_interval_seals_small_appends(&env).await?;
     cold_reads_after_restart(&env).await?;
     trim(&env).await?;
     close_and_reopen_elsewhere(&env).await?;

@@ -160,6 +160,72 @@ def call(conn, api_key, version, body, correlation_id=7):
     return frame[1]
 
 
+# --- transactions (coordinator side), non-flexible request versions ---
+
+def find_coordinator_v1(key, key_type):
+    return string(key) + struct.pack(">b", key_type)
+
+
+def parse_find_coordinator_v1(body):
+    """-> (error_code, node_id, host, port)."""
+    pos = 4
+    (err,) = struct.unpack_from(">h", body, pos); pos += 2
+    (ml,) = struct.unpack_from(">h", body, pos); pos += 2
+    if ml > 0:
+        pos += ml
+    (node,) = struct.unpack_from(">i", body, pos); pos += 4
+    (hl,) = struct.unpack_from(">h", body, pos); pos += 2
+    host = body[pos:pos + hl].decode(); pos += hl
+    (port,) = struct.unpack_from(">i", body, pos)
+    return err, node, host, port
+
+
+def add_partitions_to_txn_v1(transactional_id, producer_id, producer_epoch, topics):
+    """topics: {name: [partition, ...]}"""
+    body = string(transactional_id) + struct.pack(">qh", producer_id, producer_epoch)
+    body += struct.pack(">i", len(topics))
+    for name, parts in topics.items():
+        body += string(name) + struct.pack(">i", len(parts))
+        body += b"".join(struct.pack(">i", p) for p in parts)
+    return body
+
+
+def parse_add_partitions_to_txn_v1(body):
+    """-> {(topic, partition): error_code}"""
+    out = {}
+    pos = 4
+    (nt,) = struct.unpack_from(">i", body, pos); pos += 4
+    for _ in range(nt):
+        (ln,) = struct.unpack_from(">h", body, pos); pos += 2
+        name = body[pos:pos + ln].decode(); pos += ln
+        (np_,) = struct.unpack_from(">i", body, pos); pos += 4
+        for _ in range(np_):
+            p, err = struct.unpack_from(">ih", body, pos); pos += 6
+            out[(name, p)] = err
+    return out
+
+
+def end_txn_v1(transactional_id, producer_id, producer_epoch, commit):
+    return string(transactional_id) + struct.pack(">qh?", producer_id, producer_epoch, commit)
+
+
+def parse_end_txn_v1(body):
+    """-> error_code"""
+    return struct.unpack_from(">ih", body, 0)[1]
+
+
+def call_once(bootstrap, api_key, version, body):
+    """One request on a fresh connection; returns the response body."""
+    c = Conn(bootstrap)
+    try:
+        c.send(request(api_key, version, body))
+        frame = c.recv_frame()
+        assert frame is not None, "broker closed the connection"
+        return frame[1]
+    finally:
+        c.close()
+# --- flexible (compact) encodings, for KIP-848 consumer-protocol requests ---
+
 def uvarint(n):
     out = b""
     while True:
@@ -171,16 +237,107 @@ def uvarint(n):
             return out + bytes([b])
 
 
+def read_uvarint(body, pos):
+    n = shift = 0
+    while True:
+        b = body[pos]
+        pos += 1
+        n |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return n, pos
+
+
+def cstring(s):
+    """Compact nullable string."""
+    if s is None:
+        return uvarint(0)
+
 def compact_string(s):
     b = s.encode()
     return uvarint(len(b) + 1) + b
 
 
-def flexible_request(api_key, version, body, correlation_id=1, client_id="raw-test"):
-    """Request header v2 (flexible versions) + body, framed."""
-    msg = struct.pack(">hhi", api_key, version, correlation_id) + string(client_id) + b"\x00" + body
+def read_cstring(body, pos):
+    n, pos = read_uvarint(body, pos)
+    if n == 0:
+        return None, pos
+    return body[pos:pos + n - 1].decode(), pos + n - 1
+
+
+def carray(items):
+    """Compact nullable array of already-encoded items."""
+    if items is None:
+        return uvarint(0)
+    return uvarint(len(items) + 1) + b"".join(items)
+
+
+TAGS = uvarint(0)
+
+
+def request_v2(api_key, version, body, correlation_id=1, client_id="raw-test"):
+    """Request header v2 (flexible) + body, framed."""
+    msg = struct.pack(">hhi", api_key, version, correlation_id) + string(client_id) + TAGS + body
     return struct.pack(">i", len(msg)) + msg
 
+
+def consumer_group_heartbeat_v1(group, member_id, epoch, topics=None, regex=None,
+                                assignor=None, owned=None, instance_id=None,
+                                rebalance_timeout_ms=30_000):
+    """ConsumerGroupHeartbeat v1 body; owned: list of (topic_id bytes, [partitions])."""
+    body = cstring(group) + cstring(member_id) + struct.pack(">i", epoch)
+    body += cstring(instance_id) + cstring(None) + struct.pack(">i", rebalance_timeout_ms)
+    body += carray(None if topics is None else [cstring(t) for t in topics])
+    body += cstring(regex) + cstring(assignor)
+    body += carray(None if owned is None else [
+        tid + carray([struct.pack(">i", p) for p in ps]) + TAGS for tid, ps in owned])
+    return body + TAGS
+
+
+def parse_consumer_group_heartbeat_response(body):
+    """-> dict(error, message, member_id, epoch, interval, assignment[(topic_id, [p])] | None)."""
+    _, pos = read_uvarint(body, 0)  # response header v1 tags
+    _throttle, err = struct.unpack_from(">ih", body, pos); pos += 6
+    msg, pos = read_cstring(body, pos)
+    member, pos = read_cstring(body, pos)
+    epoch, interval = struct.unpack_from(">ii", body, pos); pos += 8
+    (present,) = struct.unpack_from(">b", body, pos); pos += 1
+    assignment = None
+    if present >= 0:
+        assignment = []
+        n, pos = read_uvarint(body, pos)
+        for _ in range(max(n - 1, 0)):
+            tid = body[pos:pos + 16]; pos += 16
+            k, pos = read_uvarint(body, pos)
+            ps = list(struct.unpack_from(f">{max(k - 1, 0)}i", body, pos)); pos += 4 * max(k - 1, 0)
+            _, pos = read_uvarint(body, pos)
+            assignment.append((tid, ps))
+        _, pos = read_uvarint(body, pos)
+    return {"error": err, "message": msg, "member_id": member, "epoch": epoch,
+            "interval": interval, "assignment": assignment}
+
+
+def offset_commit_v9(group, member_id, epoch, topic, partition, offset, metadata=""):
+    body = cstring(group) + struct.pack(">i", epoch) + cstring(member_id) + cstring(None)
+    part = struct.pack(">iqi", partition, offset, -1) + cstring(metadata) + TAGS
+    body += carray([cstring(topic) + carray([part]) + TAGS])
+    return body + TAGS
+
+
+def parse_offset_commit_v9_response(body):
+    """-> list of (topic, partition, error)."""
+    _, pos = read_uvarint(body, 0)
+    pos += 4  # throttle
+    out = []
+    nt, pos = read_uvarint(body, pos)
+    for _ in range(nt - 1):
+        name, pos = read_cstring(body, pos)
+        np_, pos = read_uvarint(body, pos)
+        for _ in range(np_ - 1):
+            idx, err = struct.unpack_from(">ih", body, pos); pos += 6
+            _, pos = read_uvarint(body, pos)
+            out.append((name, idx, err))
+        _, pos = read_uvarint(body, pos)
 
 def write_txn_markers_v1(markers):
     """markers: [(producer_id, epoch, commit, coordinator_epoch, {topic: [partitions]})]."""
@@ -192,17 +349,6 @@ def write_txn_markers_v1(markers):
             body += b"".join(struct.pack(">i", p) for p in parts) + b"\x00"
         body += struct.pack(">i", coord) + b"\x00"
     return body + b"\x00"
-
-
-def read_uvarint(buf, pos):
-    shift = n = 0
-    while True:
-        b = buf[pos]
-        pos += 1
-        n |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return n, pos
-        shift += 7
 
 
 def parse_write_txn_markers_v1_response(body):

@@ -12,8 +12,9 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 import kafka_raw as raw
-from clients import create_topic, produce_all, producer
+from clients import create_topic
 from conftest import skiff_bin
+from group_helpers import Pump, fill
 
 GROUP_FLAGS = (
     "--set", "groups.initial_rebalance_delay=200ms",
@@ -42,46 +43,6 @@ def consumer(broker, group, **conf):
     }
     c.update(conf)
     return Consumer(c)
-
-
-def fill(broker, topic, partitions, per_partition, start=0):
-    p = producer(broker)
-    msgs = [(None, f"{part}-{i}".encode()) for part in range(partitions)
-            for i in range(start, start + per_partition)]
-    out = []
-    for part in range(partitions):
-        out += produce_all(p, topic, [m for m in msgs if m[1].startswith(f"{part}-".encode())],
-                           partition=part)
-    return out
-
-
-class Pump:
-    """Polls several consumers in turn; commits every message synchronously
-    before handling the next one, and records what each one consumed."""
-
-    def __init__(self, consumers):
-        self.consumers = list(consumers)
-        self.seen = []  # (partition, offset)
-
-    def poll_round(self):
-        for c in self.consumers:
-            m = c.poll(0.05)
-            if m is None or m.error():
-                continue
-            self.seen.append((m.partition(), m.offset()))
-            c.commit(message=m, asynchronous=False)
-
-    def until(self, cond, timeout=60):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            self.poll_round()
-            if cond():
-                return
-        raise AssertionError("condition not reached in time; assignments: "
-                             f"{[sorted(tp.partition for tp in c.assignment()) for c in self.consumers]}")
-
-    def sizes(self):
-        return sorted(len(c.assignment()) for c in self.consumers)
 
 
 def test_three_consumers_share_rebalance_and_never_duplicate(gbroker, topic_name):

@@ -1,6 +1,8 @@
 //! `skiff admin groups list | describe | reset-offsets | delete`.
 //!
-//! `describe` shows members with their assigned partitions and, per
+//! `list` and `describe` show the group type (`classic`, or `consumer` for
+//! KIP-848 groups, whose members' epochs and current / target assignments
+//! come from ConsumerGroupDescribe). `describe` shows members with their assigned partitions and, per
 //! partition with a committed offset, the log end offset and the lag (end
 //! minus committed). `reset-offsets` commits new positions from outside the
 //! group, which the coordinator allows only while the group has no members
@@ -13,16 +15,15 @@ use std::time::Duration;
 use clap::Subcommand;
 use serde_json::json;
 use skiff_wire::kafka_protocol::messages::{
-    ApiKey, BrokerId, DeleteGroupsRequest, DescribeGroupsRequest, GroupId, ListGroupsRequest,
-    ListOffsetsRequest, OffsetCommitRequest, OffsetFetchRequest, RequestKind, ResponseKind,
-    TopicName,
+    ApiKey, BrokerId, ConsumerGroupDescribeRequest, DeleteGroupsRequest, DescribeGroupsRequest,
+    GroupId, ListGroupsRequest, ListOffsetsRequest, OffsetCommitRequest, OffsetFetchRequest,
+    RequestKind, ResponseKind, TopicName,
     list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic},
     offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic},
     offset_fetch_request::OffsetFetchRequestGroup,
 };
-use skiff_wire::kafka_protocol::protocol::StrBytes;
 
-use super::{AdminClient, AdminError, Output, error_name, table};
+use super::{AdminClient, AdminError, Output, failed, s, table, unexpected};
 use crate::groups::records::assignment_partitions;
 
 #[derive(Debug, Subcommand)]
@@ -52,18 +53,6 @@ pub enum GroupsCommand {
         #[arg(required = true)]
         groups: Vec<String>,
     },
-}
-
-fn s(v: &str) -> StrBytes {
-    StrBytes::from_string(v.to_string())
-}
-
-fn unexpected() -> AdminError {
-    AdminError::Kafka("unexpected answer".into())
-}
-
-fn failed(what: &str, code: i16) -> AdminError {
-    AdminError::Kafka(format!("{what}: {}", error_name(code)))
 }
 
 /// One partition's committed offset and lag.
@@ -105,17 +94,24 @@ pub(super) async fn run(
                         g.group_id.0.to_string(),
                         g.group_state.to_string(),
                         g.protocol_type.to_string(),
+                        if g.group_type.is_empty() {
+                            "classic".to_string()
+                        } else {
+                            g.group_type.to_string()
+                        },
                     ]
                 })
                 .collect();
             Ok(match output {
                 Output::Json => serde_json::Value::Array(
                     rows.iter()
-                        .map(|r| json!({"group": r[0], "state": r[1], "protocol_type": r[2]}))
+                        .map(|r| {
+                            json!({"group": r[0], "state": r[1], "protocol_type": r[2], "type": r[3]})
+                        })
                         .collect(),
                 )
                 .to_string(),
-                Output::Human => table(&["GROUP", "STATE", "PROTOCOL-TYPE"], &rows),
+                Output::Human => table(&["GROUP", "STATE", "PROTOCOL-TYPE", "TYPE"], &rows),
             })
         }
         GroupsCommand::Describe { group } => describe(&mut c, &group, output).await,
@@ -349,6 +345,7 @@ async fn describe(c: &mut AdminClient, group: &str, output: Output) -> Result<St
     if d.error_code != 0 {
         return Err(failed(&format!("describing {group}"), d.error_code));
     }
+    let consumer = consumer_describe(c, group).await;
     // Who owns which partition (consumer protocol assignments).
     let mut owner: BTreeMap<(String, i32), String> = BTreeMap::new();
     let mut members = Vec::new();
@@ -359,8 +356,13 @@ async fn describe(c: &mut AdminClient, group: &str, output: Output) -> Result<St
                 owner.insert((t.clone(), *p), m.member_id.to_string());
             }
         }
+        let epoch = consumer
+            .as_ref()
+            .and_then(|g| g.members.iter().find(|cm| cm.member_id == m.member_id))
+            .map(|cm| cm.member_epoch);
         members.push(json!({
             "member_id": m.member_id.to_string(),
+            "member_epoch": epoch,
             "instance_id": m.group_instance_id.as_ref().map(|s| s.to_string()),
             "client_id": m.client_id.to_string(),
             "host": m.client_host.to_string(),
@@ -393,6 +395,9 @@ async fn describe(c: &mut AdminClient, group: &str, output: Output) -> Result<St
         Output::Json => json!({
             "group": group,
             "state": d.group_state.to_string(),
+            "type": if consumer.is_some() { "consumer" } else { "classic" },
+            "group_epoch": consumer.as_ref().map(|g| g.group_epoch),
+            "assignment_epoch": consumer.as_ref().map(|g| g.assignment_epoch),
             "protocol_type": d.protocol_type.to_string(),
             "protocol": d.protocol_data.to_string(),
             "members": members,
@@ -403,13 +408,41 @@ async fn describe(c: &mut AdminClient, group: &str, output: Output) -> Result<St
         })
         .to_string(),
         Output::Human => {
-            let head = format!(
-                "group {group}: state {}, protocol {}/{}, {} member(s)\n",
-                d.group_state,
-                d.protocol_type,
-                d.protocol_data,
-                d.members.len()
-            );
+            let mut head = match &consumer {
+                Some(g) => format!(
+                    "group {group} (consumer): state {}, group epoch {}, assignment epoch {}, assignor {}, {} member(s)\n",
+                    g.group_state,
+                    g.group_epoch,
+                    g.assignment_epoch,
+                    g.assignor_name,
+                    g.members.len()
+                ),
+                None => format!(
+                    "group {group} (classic): state {}, protocol {}/{}, {} member(s)\n",
+                    d.group_state,
+                    d.protocol_type,
+                    d.protocol_data,
+                    d.members.len()
+                ),
+            };
+            if let Some(g) = &consumer {
+                for m in &g.members {
+                    let parts = |a: &skiff_wire::kafka_protocol::messages::consumer_group_describe_response::Assignment| {
+                        a.topic_partitions
+                            .iter()
+                            .map(|t| format!("{}{:?}", &*t.topic_name.0, t.partitions))
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    };
+                    head += &format!(
+                        "  member {} epoch {}: assigned {} target {}\n",
+                        m.member_id,
+                        m.member_epoch,
+                        parts(&m.assignment),
+                        parts(&m.target_assignment)
+                    );
+                }
+            }
             let rows: Vec<Vec<String>> = positions
                 .iter()
                 .map(|p| {
@@ -429,4 +462,26 @@ async fn describe(c: &mut AdminClient, group: &str, output: Output) -> Result<St
             )
         }
     })
+}
+
+/// ConsumerGroupDescribe of `group`, if the broker knows it as a
+/// consumer-protocol group.
+async fn consumer_describe(
+    c: &mut AdminClient,
+    group: &str,
+) -> Option<skiff_wire::kafka_protocol::messages::consumer_group_describe_response::DescribedGroup>
+{
+    let req = ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(s(group))]);
+    match c
+        .call(
+            ApiKey::ConsumerGroupDescribe,
+            RequestKind::ConsumerGroupDescribe(req),
+        )
+        .await
+    {
+        Ok(ResponseKind::ConsumerGroupDescribe(resp)) => {
+            resp.groups.into_iter().next().filter(|g| g.error_code == 0)
+        }
+        _ => None,
+    }
 }

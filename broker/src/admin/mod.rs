@@ -7,6 +7,7 @@
 mod client;
 mod groups;
 mod topics;
+mod transactions;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -51,6 +52,9 @@ pub enum AdminCommand {
     /// List, describe (with lag), reset offsets of and delete consumer groups.
     #[command(subcommand)]
     Groups(groups::GroupsCommand),
+    /// List and describe transactions; abort a hanging one on a partition.
+    #[command(subcommand)]
+    Transactions(transactions::TransactionsCommand),
 }
 
 /// What a command failed with, and the exit code it maps to.
@@ -94,6 +98,9 @@ pub fn run(args: AdminArgs) -> ExitCode {
             AdminCommand::Groups(cmd) => {
                 groups::run(&args.bootstrap_server, args.timeout, args.output, cmd).await
             }
+            AdminCommand::Transactions(cmd) => {
+                transactions::run(&args.bootstrap_server, args.timeout, args.output, cmd).await
+            }
         }
     });
     match result {
@@ -108,6 +115,21 @@ pub fn run(args: AdminArgs) -> ExitCode {
             e.exit_code()
         }
     }
+}
+
+/// A protocol string.
+fn s(v: &str) -> skiff_wire::kafka_protocol::protocol::StrBytes {
+    skiff_wire::kafka_protocol::protocol::StrBytes::from_string(v.to_string())
+}
+
+/// The broker answered with something else than the request's response.
+fn unexpected() -> AdminError {
+    AdminError::Kafka("unexpected answer".into())
+}
+
+/// `what` failed with Kafka error `code`.
+fn failed(what: &str, code: i16) -> AdminError {
+    AdminError::Kafka(format!("{what}: {}", error_name(code)))
 }
 
 /// Kafka's name for an error code.

@@ -603,7 +603,12 @@ impl Group {
     }
 
     /// Checks shared by Heartbeat, SyncGroup and OffsetCommit.
-    fn check_member(&self, member_id: &str, instance_id: Option<&str>, generation: i32) -> i16 {
+    pub(crate) fn check_member(
+        &self,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+    ) -> i16 {
         if self.state == GroupState::Dead {
             return E::CoordinatorNotAvailable.code();
         }

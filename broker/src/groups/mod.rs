@@ -18,28 +18,35 @@
 //! tombstone), under the partition's write lock, before answering. A new
 //! epoch (the partition reopened, e.g. after a restart) reloads it.
 //!
-//! **Compaction** of the offsets stream is left for later: every commit is
-//! a record, and replay reads the whole stream. The internal topic is
-//! created with `retention.ms=-1` so time retention never drops offsets.
+//! **Consumer protocol** (KIP-848) groups live in [`consumer`]: the
+//! coordinator assigns partitions itself through ConsumerGroupHeartbeat.
+//! Their offsets are kept in the classic [`group::Group`] of the same id,
+//! so commits, fetches and deletes share one path.
+//!
+//! **Compaction and cleanup** ([`compaction`]): a partition that grew enough
+//! gets its live state re-appended and its stream trimmed to that rewrite,
+//! so replay stays short; offsets of deleted topics and expired offsets of
+//! empty groups become tombstones. The internal topic is created with
+//! `retention.ms=-1` so time retention never drops offsets.
 //!
 //! The rebalance state machine itself is in [`group`]; a background task
 //! ([`run`]) expires sessions and finishes timed-out rebalances.
 
+pub mod compaction;
 pub mod config;
+pub mod consumer;
 pub mod group;
 pub mod records;
+pub mod txn_offsets;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use parking_lot::Mutex;
-use skiff_common::StreamEpoch;
-use skiff_common::StreamId;
 use skiff_storage::PendingAppend;
 use skiff_wire::kafka_protocol::error::ResponseError as E;
-use skiff_wire::records::{BatchBuilder, BatchMut, BatchView, Compression, NewRecord};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -47,12 +54,13 @@ use tracing::{info, warn};
 use crate::broker::Broker;
 use crate::cluster::now_ms;
 use crate::errors::KafkaError;
+use crate::internal_topic::{self, Entry, LoadState};
 use crate::partitions::Partition;
-use crate::topics::{self, TopicSpec};
 
 pub use config::GroupConfig;
 use group::{Group, GroupState, JoinRequest, JoinResult, Reply, SyncResult};
 use records::{OffsetValue, RecordKey};
+use txn_offsets::TxnOffsets;
 
 /// The internal topic holding group state and offsets.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -60,8 +68,8 @@ pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 /// How often sessions and rebalance timeouts are checked.
 const TICK: Duration = Duration::from_millis(100);
 
-/// Most bytes read per call while replaying.
-const REPLAY_READ_BYTES: usize = 1 << 20;
+/// How often partitions are checked for compaction.
+const COMPACTION_CHECK: Duration = Duration::from_secs(1);
 
 /// A group-level error code for a whole request.
 pub type Code = i16;
@@ -79,18 +87,22 @@ pub struct CommitEntry {
 /// What DescribeGroups and the admin CLI show of a group.
 #[derive(Debug, Clone)]
 pub struct GroupDescription {
-    pub state: GroupState,
+    /// Kafka's state name (classic or consumer-protocol states).
+    pub state: &'static str,
     pub protocol_type: String,
     pub protocol: String,
     /// member id, instance id, client id, host, metadata, assignment
     pub members: Vec<(String, Option<String>, String, String, Bytes, Bytes)>,
 }
 
-/// A partition's load status: the stream and epoch replayed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Loaded {
-    stream: StreamId,
-    epoch: StreamEpoch,
+/// A group as ListGroups shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedGroup {
+    pub id: String,
+    pub protocol_type: String,
+    pub state: &'static str,
+    /// "classic" or "consumer" (KIP-848).
+    pub group_type: &'static str,
 }
 
 /// The coordinator for every group whose offsets partition this broker owns.
@@ -98,10 +110,15 @@ struct Loaded {
 pub struct GroupCoordinator {
     cfg: GroupConfig,
     groups: Mutex<HashMap<String, Group>>,
-    loaded: Mutex<HashMap<u32, Loaded>>,
-    /// Per offsets partition: serialises replay and appends (so records
-    /// reach memory in stream order).
-    locks: Mutex<HashMap<u32, Arc<tokio::sync::Mutex<()>>>>,
+    /// Replayed partitions and the per-partition lock that serialises
+    /// replay and appends (so records reach memory in stream order).
+    load: LoadState,
+    /// Transactional offset commits awaiting their producer's marker.
+    txn_offsets: TxnOffsets,
+    /// Consumer-protocol groups (lock after `groups` when both are held).
+    consumer: Mutex<HashMap<String, consumer::ConsumerGroup>>,
+    /// Per offsets partition: where its last compaction began.
+    compacted: Mutex<HashMap<u32, compaction::Compacted>>,
 }
 
 impl GroupCoordinator {
@@ -117,66 +134,35 @@ impl GroupCoordinator {
     }
 
     fn lock_for(&self, partition: u32) -> Arc<tokio::sync::Mutex<()>> {
-        self.locks.lock().entry(partition).or_default().clone()
+        self.load.lock_for(partition)
     }
 
     /// Create `__consumer_offsets` if it does not exist yet.
     pub async fn ensure_topic(&self, broker: &Broker) -> Result<(), KafkaError> {
-        if broker
-            .cluster
-            .read(|s| s.topics.contains_key(OFFSETS_TOPIC))
-        {
-            return Ok(());
-        }
-        let spec = TopicSpec {
-            name: OFFSETS_TOPIC.to_string(),
-            partitions: self.cfg.offsets_topic_num_partitions.max(1) as i32,
-            replication_factor: -1,
-            assignments: BTreeMap::new(),
-            configs: [("retention.ms".to_string(), "-1".to_string())].into(),
-        };
-        match topics::create_topic(broker, spec).await {
-            Ok(_) => Ok(()),
-            Err(e) if e.code == E::TopicAlreadyExists => Ok(()),
-            Err(e) => Err(e),
-        }
+        internal_topic::ensure(broker, OFFSETS_TOPIC, self.cfg.offsets_topic_num_partitions).await
     }
 
     /// The coordinator of `key`: its offsets partition and owner, or the
     /// error FindCoordinator should answer.
     pub async fn find(&self, broker: &Broker, key: &str) -> Result<(u32, i32), KafkaError> {
-        self.ensure_topic(broker).await?;
-        broker
-            .cluster
-            .read(|s| s.coordinator_for(OFFSETS_TOPIC, key))
-            .map(|(p, b)| (p, b.0))
-            .ok_or_else(|| {
-                KafkaError::new(
-                    E::CoordinatorNotAvailable,
-                    "the group's offsets partition is not placed yet",
-                )
-            })
+        internal_topic::find(
+            broker,
+            OFFSETS_TOPIC,
+            self.cfg.offsets_topic_num_partitions,
+            key,
+        )
+        .await
     }
 
     /// This broker's open, replayed offsets partition for `group`.
-    async fn partition(&self, broker: &Broker, group: &str) -> Result<Arc<Partition>, Code> {
-        let (index, owner) = broker
-            .cluster
-            .read(|s| s.coordinator_for(OFFSETS_TOPIC, group))
-            .ok_or(E::CoordinatorNotAvailable.code())?;
-        if owner.0 != broker.id() {
-            return Err(E::NotCoordinator.code());
-        }
-        let p = broker
-            .partitions
-            .get(OFFSETS_TOPIC, index as i32)
-            .await
-            .map_err(|e| match e.code {
-                E::NotLeaderOrFollower => E::NotCoordinator.code(),
-                _ => E::CoordinatorNotAvailable.code(),
-            })?;
+    pub(crate) async fn partition(
+        &self,
+        broker: &Broker,
+        group: &str,
+    ) -> Result<Arc<Partition>, Code> {
+        let p = internal_topic::open(broker, OFFSETS_TOPIC, group).await?;
         self.load(&p).await.map_err(|e| {
-            warn!(partition = index, error = %e, "replaying group state failed");
+            warn!(partition = p.index, error = %e, "replaying group state failed");
             E::CoordinatorLoadInProgress.code()
         })?;
         Ok(p)
@@ -184,20 +170,11 @@ impl GroupCoordinator {
 
     /// Replay `p` unless it was replayed at its current stream epoch.
     async fn load(&self, p: &Partition) -> Result<(), String> {
-        let want = Loaded {
-            stream: p.stream.id(),
-            epoch: p.stream.epoch(),
+        let Some(_guard) = self.load.begin(p).await else {
+            return Ok(());
         };
-        if self.loaded.lock().get(&p.index) == Some(&want) {
-            return Ok(());
-        }
-        let lock = self.lock_for(p.index);
-        let _guard = lock.lock().await;
-        if self.loaded.lock().get(&p.index) == Some(&want) {
-            return Ok(());
-        }
         self.replay(p).await?;
-        self.loaded.lock().insert(p.index, want);
+        self.load.finish(p);
         Ok(())
     }
 
@@ -205,42 +182,33 @@ impl GroupCoordinator {
     async fn replay(&self, p: &Partition) -> Result<(), String> {
         let started = std::time::Instant::now();
         self.groups.lock().retain(|_, g| g.partition != p.index);
-        let end = p.stream.end_offset();
-        let mut from = p.stream.start_offset();
-        let mut count = 0u64;
-        while from < end {
-            let batches = p
-                .stream
-                .read(from, REPLAY_READ_BYTES)
-                .await
-                .map_err(|e| e.to_string())?;
-            if batches.is_empty() {
-                break;
-            }
-            for b in batches {
-                from = b.end_offset();
-                // A batch that is not ours (a client produced to the internal
-                // topic) is skipped rather than blocking the coordinator.
-                let records = match BatchView::parse(b.payload).and_then(|v| v.records(64 << 20)) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        warn!(offset = b.base_offset, error = %e, "skipping an unreadable offsets batch");
-                        continue;
+        self.consumer.lock().retain(|_, g| g.partition != p.index);
+        self.compacted.lock().remove(&p.index);
+        self.txn_offsets.clear_partition(p.index);
+        let count = internal_topic::replay(p, |entry| match entry {
+            Entry::Record { key, value, txn } => match RecordKey::decode(key) {
+                Ok(k) => match txn {
+                    Some((producer, epoch)) => {
+                        self.txn_offsets.add(p.index, producer, epoch, k, value)
                     }
-                };
-                for r in records {
-                    let Ok(r) = r else { break };
-                    let Some(key) = r.key else { continue };
-                    match RecordKey::decode(key) {
-                        Ok(k) => {
-                            self.apply(p.index, k, r.value);
-                            count += 1;
-                        }
-                        Err(e) => warn!(error = %e, "skipping an undecodable offsets record"),
-                    }
+                    None => self.apply(p.index, k, value),
+                },
+                Err(e) => warn!(error = %e, "skipping an undecodable offsets record"),
+            },
+            Entry::Marker {
+                producer_id,
+                producer_epoch,
+                commit,
+            } => {
+                for (k, v) in
+                    self.txn_offsets
+                        .complete(p.index, producer_id, producer_epoch, commit)
+                {
+                    self.apply(p.index, k, v);
                 }
             }
-        }
+        })
+        .await?;
         info!(
             partition = p.index,
             records = count,
@@ -252,6 +220,9 @@ impl GroupCoordinator {
 
     /// Apply one record (replay, or after appending it).
     fn apply(&self, partition: u32, key: RecordKey, value: Option<Bytes>) {
+        if let RecordKey::ConsumerGroup { group } = key {
+            return self.apply_consumer(partition, group, value);
+        }
         let mut groups = self.groups.lock();
         let id = key.group().to_string();
         match key {
@@ -284,6 +255,7 @@ impl GroupCoordinator {
                     }
                 }
             }
+            RecordKey::ConsumerGroup { .. } => {}
         }
     }
 
@@ -294,29 +266,7 @@ impl GroupCoordinator {
         p: &Partition,
         records: &[(Bytes, Option<Bytes>)],
     ) -> Result<PendingAppend, Code> {
-        let now = now_ms() as i64;
-        let mut builder = BatchBuilder::new(Compression::None);
-        for (k, v) in records {
-            builder.push(NewRecord {
-                timestamp: now,
-                key: Some(k),
-                value: v.as_deref(),
-                headers: &[],
-            });
-        }
-        let batch = builder.build().map_err(|_| E::UnknownServerError.code())?;
-        let epoch = p.leader_epoch();
-        p.stream
-            .append_with(records.len() as u32, |base| {
-                let mut buf = BytesMut::from(batch.as_ref());
-                if let Ok(mut m) = BatchMut::new(&mut buf) {
-                    m.set_base_offset(base as i64);
-                    m.set_partition_leader_epoch(epoch);
-                }
-                buf.freeze()
-            })
-            .await
-            .map_err(|_| E::NotCoordinator.code())
+        internal_topic::append(p, records, None).await
     }
 
     /// Append and apply `records`, then wait until they are durable.
@@ -406,6 +356,9 @@ impl GroupCoordinator {
                 });
             }
         };
+        if self.is_active_consumer_group(group) {
+            return Reply::Now(JoinResult::error(E::InconsistentGroupProtocol, &member));
+        }
         let mut persist = false;
         // Only a first join creates a group.
         let create = req.member_id.is_empty();
@@ -514,14 +467,30 @@ impl GroupCoordinator {
         }
         let p = self.partition(broker, group).await?;
         let simple = generation < 0 && member.is_empty();
-        let check = self
-            .with_group(group, p.index, simple, |g| {
-                g.check_commit(member, instance, generation)
-            })
-            .unwrap_or(E::IllegalGeneration.code());
+        let check = match self.consumer_check(group, member, generation) {
+            Some(code) => code,
+            None => self
+                .with_group(group, p.index, simple, |g| {
+                    g.check_commit(member, instance, generation)
+                })
+                .unwrap_or(E::IllegalGeneration.code()),
+        };
         if check != 0 {
             return Err(check);
         }
+        let (codes, records) = self.offset_records(broker, group, entries);
+        let result = self.write(&p, records).await;
+        Ok(with_write_result(codes, result))
+    }
+
+    /// The records of an offset commit and a code per entry (0 for the
+    /// entries that became records).
+    fn offset_records(
+        &self,
+        broker: &Broker,
+        group: &str,
+        entries: &[CommitEntry],
+    ) -> (Vec<Code>, Vec<(RecordKey, Option<Bytes>)>) {
         let now = now_ms() as i64;
         let mut codes = Vec::with_capacity(entries.len());
         let mut records = Vec::new();
@@ -558,13 +527,7 @@ impl GroupCoordinator {
             };
             codes.push(code);
         }
-        match self.write(&p, records).await {
-            Ok(()) => Ok(codes),
-            Err(code) => Ok(codes
-                .into_iter()
-                .map(|c| if c == 0 { code } else { c })
-                .collect()),
-        }
+        (codes, records)
     }
 
     /// OffsetFetch: committed offsets of `topics` (all when `None`).
@@ -609,9 +572,12 @@ impl GroupCoordinator {
         group: &str,
     ) -> Result<Option<GroupDescription>, Code> {
         self.partition(broker, group).await?;
+        if let Some(d) = self.describe_consumer_classic(broker, group) {
+            return Ok(Some(d));
+        }
         let groups = self.groups.lock();
         Ok(groups.get(group).map(|g| GroupDescription {
-            state: g.state,
+            state: g.state.name(),
             protocol_type: g.protocol_type.clone().unwrap_or_default(),
             protocol: if g.state == GroupState::Stable {
                 g.protocol.clone().unwrap_or_default()
@@ -636,22 +602,9 @@ impl GroupCoordinator {
     }
 
     /// Every group this broker coordinates: id, protocol type, state.
-    pub async fn list(&self, broker: &Broker) -> Vec<(String, String, GroupState)> {
+    pub async fn list(&self, broker: &Broker) -> Vec<ListedGroup> {
         // Load every offsets partition this broker owns first.
-        let mine: Vec<u32> = broker.cluster.read(|s| {
-            s.topics
-                .get(OFFSETS_TOPIC)
-                .map(|t| {
-                    t.partitions
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, p)| p.owner.map(|b| b.0) == Some(broker.id()))
-                        .map(|(i, _)| i as u32)
-                        .collect()
-                })
-                .unwrap_or_default()
-        });
-        for index in mine {
+        for index in internal_topic::owned_partitions(broker, OFFSETS_TOPIC) {
             if let Ok(p) = broker.partitions.get(OFFSETS_TOPIC, index as i32).await
                 && let Err(e) = self.load(&p).await
             {
@@ -659,18 +612,24 @@ impl GroupCoordinator {
             }
         }
         let groups = self.groups.lock();
-        let mut out: Vec<_> = groups
+        let consumer = self.consumer.lock();
+        let mut out: Vec<ListedGroup> = groups
             .values()
-            .filter(|g| g.state != GroupState::Dead)
-            .map(|g| {
-                (
-                    g.id.clone(),
-                    g.protocol_type.clone().unwrap_or_default(),
-                    g.state,
-                )
+            .filter(|g| g.state != GroupState::Dead && !consumer.contains_key(&g.id))
+            .map(|g| ListedGroup {
+                id: g.id.clone(),
+                protocol_type: g.protocol_type.clone().unwrap_or_default(),
+                state: g.state.name(),
+                group_type: "classic",
             })
+            .chain(consumer.values().map(|g| ListedGroup {
+                id: g.id.clone(),
+                protocol_type: "consumer".to_string(),
+                state: g.state(),
+                group_type: "consumer",
+            }))
             .collect();
-        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out.sort_by(|a, b| a.id.cmp(&b.id));
         out
     }
 
@@ -682,15 +641,21 @@ impl GroupCoordinator {
         };
         let tombstones = {
             let groups = self.groups.lock();
-            let Some(g) = groups.get(group) else {
+            let consumer = self.consumer.lock();
+            let c = consumer.get(group);
+            if c.is_some_and(|c| !c.members.is_empty()) {
+                return E::NonEmptyGroup.code();
+            }
+            let g = groups.get(group);
+            if g.is_none() && c.is_none() {
                 return E::GroupIdNotFound.code();
-            };
-            if !g.is_empty() {
+            }
+            if g.is_some_and(|g| !g.is_empty()) {
                 return E::NonEmptyGroup.code();
             }
             let mut t: Vec<(RecordKey, Option<Bytes>)> = g
-                .offsets
-                .keys()
+                .iter()
+                .flat_map(|g| g.offsets.keys())
                 .map(|(topic, partition)| {
                     (
                         RecordKey::Offset {
@@ -702,17 +667,28 @@ impl GroupCoordinator {
                     )
                 })
                 .collect();
-            t.push((
-                RecordKey::Group {
-                    group: group.to_string(),
-                },
-                None,
-            ));
+            if g.is_some() {
+                t.push((
+                    RecordKey::Group {
+                        group: group.to_string(),
+                    },
+                    None,
+                ));
+            }
+            if c.is_some() {
+                t.push((
+                    RecordKey::ConsumerGroup {
+                        group: group.to_string(),
+                    },
+                    None,
+                ));
+            }
             t
         };
         match self.write(&p, tombstones).await {
             Ok(()) => {
                 self.groups.lock().remove(group);
+                self.consumer.lock().remove(group);
                 0
             }
             Err(c) => c,
@@ -730,10 +706,14 @@ impl GroupCoordinator {
         let (codes, tombstones) = {
             let groups = self.groups.lock();
             let g = groups.get(group).ok_or(E::GroupIdNotFound.code())?;
+            let consumer = self.consumer.lock();
+            let c = consumer.get(group).filter(|c| !c.members.is_empty());
             let mut codes = Vec::new();
             let mut tombstones = Vec::new();
             for (topic, partition) in partitions {
-                if g.state != GroupState::Empty && g.subscribed(topic) {
+                if (g.state != GroupState::Empty && g.subscribed(topic))
+                    || c.is_some_and(|c| c.subscribes(topic))
+                {
                     codes.push(E::GroupSubscribedToTopic.code());
                 } else {
                     codes.push(0);
@@ -772,10 +752,24 @@ impl GroupCoordinator {
     }
 }
 
+/// The entries' codes after writing their records: a failed write turns
+/// every accepted entry's code into the write's.
+fn with_write_result(codes: Vec<Code>, result: Result<(), Code>) -> Vec<Code> {
+    match result {
+        Ok(()) => codes,
+        Err(code) => codes
+            .into_iter()
+            .map(|c| if c == 0 { code } else { c })
+            .collect(),
+    }
+}
+
 /// Expire sessions and finish timed-out rebalances until `shutdown`.
 pub async fn run(broker: Arc<Broker>, shutdown: CancellationToken) {
     let mut interval = tokio::time::interval(TICK);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut next_compaction = Instant::now() + COMPACTION_CHECK;
+    let mut next_cleanup = Instant::now() + broker.groups.cfg.offsets_retention_check_interval;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -785,6 +779,18 @@ pub async fn run(broker: Arc<Broker>, shutdown: CancellationToken) {
             if let Err(code) = broker.groups.persist(&broker, &group).await {
                 warn!(group, code, "could not persist group metadata");
             }
+        }
+        for (group, _) in broker.groups.consumer_tick() {
+            broker.groups.persist_consumer_group(&broker, &group).await;
+        }
+        let now = Instant::now();
+        if now >= next_compaction {
+            next_compaction = now + COMPACTION_CHECK;
+            broker.groups.compact_owned(&broker).await;
+        }
+        if now >= next_cleanup {
+            next_cleanup = now + broker.groups.cfg.offsets_retention_check_interval;
+            broker.groups.cleanup(&broker).await;
         }
     }
 }

@@ -8,6 +8,12 @@
 //!   (`GroupMetadataValue`: protocol type, generation, protocol, leader,
 //!   state timestamp, members).
 //!
+//! - key version [`CONSUMER_GROUP_KEY_VERSION`] (a Skiff record type: group)
+//!   with a [`super::consumer::record::ConsumerGroupValue`]: the whole state
+//!   of a KIP-848 consumer group (epochs, members, target and current
+//!   assignments). Kafka splits this over seven record types; one snapshot
+//!   per change is simpler and small for the group sizes we expect.
+//!
 //! A null value is a tombstone (offset deleted, group deleted). Integrity
 //! comes from the crc of the Kafka record batch the records travel in.
 
@@ -35,7 +41,14 @@ pub enum RecordKey {
     Group {
         group: String,
     },
+    ConsumerGroup {
+        group: String,
+    },
 }
+
+/// Key version of Skiff's consumer-group snapshot record (far from Kafka's
+/// 0-17 so no Kafka tool mistakes it for one of its own).
+pub const CONSUMER_GROUP_KEY_VERSION: i16 = 1000;
 
 /// A committed offset.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,24 +84,24 @@ pub struct GroupValue {
     pub members: Vec<StoredMember>,
 }
 
-fn put_str(b: &mut BytesMut, s: &str) {
+pub(crate) fn put_str(b: &mut BytesMut, s: &str) {
     b.put_i16(s.len().min(i16::MAX as usize) as i16);
     b.put_slice(&s.as_bytes()[..s.len().min(i16::MAX as usize)]);
 }
 
-fn put_nstr(b: &mut BytesMut, s: Option<&str>) {
+pub(crate) fn put_nstr(b: &mut BytesMut, s: Option<&str>) {
     match s {
         None => b.put_i16(-1),
         Some(s) => put_str(b, s),
     }
 }
 
-fn put_bytes(b: &mut BytesMut, v: &[u8]) {
+pub(super) fn put_bytes(b: &mut BytesMut, v: &[u8]) {
     b.put_i32(v.len() as i32);
     b.put_slice(v);
 }
 
-fn need(b: &Bytes, n: usize) -> Result<(), RecordError> {
+pub(crate) fn need(b: &Bytes, n: usize) -> Result<(), RecordError> {
     if b.remaining() < n {
         Err(RecordError::Truncated)
     } else {
@@ -96,20 +109,20 @@ fn need(b: &Bytes, n: usize) -> Result<(), RecordError> {
     }
 }
 
-fn get_i16(b: &mut Bytes) -> Result<i16, RecordError> {
+pub(crate) fn get_i16(b: &mut Bytes) -> Result<i16, RecordError> {
     need(b, 2)?;
     Ok(b.get_i16())
 }
-fn get_i32(b: &mut Bytes) -> Result<i32, RecordError> {
+pub(crate) fn get_i32(b: &mut Bytes) -> Result<i32, RecordError> {
     need(b, 4)?;
     Ok(b.get_i32())
 }
-fn get_i64(b: &mut Bytes) -> Result<i64, RecordError> {
+pub(crate) fn get_i64(b: &mut Bytes) -> Result<i64, RecordError> {
     need(b, 8)?;
     Ok(b.get_i64())
 }
 
-fn get_nstr(b: &mut Bytes) -> Result<Option<String>, RecordError> {
+pub(crate) fn get_nstr(b: &mut Bytes) -> Result<Option<String>, RecordError> {
     let len = get_i16(b)?;
     if len < 0 {
         return Ok(None);
@@ -122,11 +135,11 @@ fn get_nstr(b: &mut Bytes) -> Result<Option<String>, RecordError> {
         .map_err(|_| RecordError::Utf8)
 }
 
-fn get_str(b: &mut Bytes) -> Result<String, RecordError> {
+pub(crate) fn get_str(b: &mut Bytes) -> Result<String, RecordError> {
     Ok(get_nstr(b)?.unwrap_or_default())
 }
 
-fn get_bytes(b: &mut Bytes) -> Result<Bytes, RecordError> {
+pub(super) fn get_bytes(b: &mut Bytes) -> Result<Bytes, RecordError> {
     let len = get_i32(b)?;
     if len < 0 {
         return Ok(Bytes::new());
@@ -153,6 +166,10 @@ impl RecordKey {
                 b.put_i16(2);
                 put_str(&mut b, group);
             }
+            RecordKey::ConsumerGroup { group } => {
+                b.put_i16(CONSUMER_GROUP_KEY_VERSION);
+                put_str(&mut b, group);
+            }
         }
         b.freeze()
     }
@@ -167,6 +184,9 @@ impl RecordKey {
             2 => Ok(RecordKey::Group {
                 group: get_str(&mut b)?,
             }),
+            CONSUMER_GROUP_KEY_VERSION => Ok(RecordKey::ConsumerGroup {
+                group: get_str(&mut b)?,
+            }),
             version => Err(RecordError::Version {
                 what: "key",
                 version,
@@ -176,7 +196,9 @@ impl RecordKey {
 
     pub fn group(&self) -> &str {
         match self {
-            RecordKey::Offset { group, .. } | RecordKey::Group { group } => group,
+            RecordKey::Offset { group, .. }
+            | RecordKey::Group { group }
+            | RecordKey::ConsumerGroup { group } => group,
         }
     }
 }
@@ -340,6 +362,7 @@ mod tests {
             for k in [
                 RecordKey::Offset { group: group.clone(), topic: topic.clone(), partition },
                 RecordKey::Group { group: group.clone() },
+                RecordKey::ConsumerGroup { group: group.clone() },
             ] {
                 prop_assert_eq!(RecordKey::decode(k.encode()).unwrap(), k);
             }

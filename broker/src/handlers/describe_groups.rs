@@ -40,7 +40,7 @@ pub(super) fn handle(
                     }
                 }
                 Ok(Some(d)) => g
-                    .with_group_state(StrBytes::from_static_str(d.state.name()))
+                    .with_group_state(StrBytes::from_static_str(d.state))
                     .with_protocol_type(StrBytes::from_string(d.protocol_type))
                     .with_protocol_data(StrBytes::from_string(d.protocol))
                     .with_members(

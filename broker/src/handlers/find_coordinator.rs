@@ -1,6 +1,7 @@
-//! FindCoordinator (v0-v6): the coordinator of a group is the owner of the
-//! group's `__consumer_offsets` partition (created on first use). v4+
-//! batches keys. Transaction coordinators (key type 1) are not served yet.
+//! FindCoordinator (v0-v6): the coordinator of a group (key type 0) is the
+//! owner of the group's `__consumer_offsets` partition, the coordinator of a
+//! transactional id (key type 1) the owner of its `__transaction_state`
+//! partition (both topics created on first use). v4+ batches keys.
 
 use std::sync::Arc;
 
@@ -28,14 +29,7 @@ pub(super) fn handle(
         };
         let mut coordinators = Vec::with_capacity(keys.len());
         for key in keys {
-            let found = if req.key_type != 0 {
-                Err(KafkaError::new(
-                    E::InvalidRequest,
-                    "only group coordinators (key type 0) are served",
-                ))
-            } else {
-                lookup(&broker, &key).await
-            };
+            let found = lookup(&broker, req.key_type, &key).await;
             let c = Coordinator::default().with_key(key);
             coordinators.push(match found {
                 Ok((node, host, port)) => c
@@ -67,8 +61,21 @@ pub(super) fn handle(
     })
 }
 
-async fn lookup(broker: &Broker, key: &str) -> Result<(i32, String, i32), KafkaError> {
-    let (_, owner) = broker.groups.find(broker, key).await?;
+async fn lookup(
+    broker: &Broker,
+    key_type: i8,
+    key: &str,
+) -> Result<(i32, String, i32), KafkaError> {
+    let (_, owner) = match key_type {
+        0 => broker.groups.find(broker, key).await?,
+        1 => broker.transactions.find(broker, key).await?,
+        _ => {
+            return Err(KafkaError::new(
+                E::InvalidRequest,
+                format!("unknown coordinator key type {key_type}"),
+            ));
+        }
+    };
     if owner == broker.id() {
         return Ok((owner, broker.node.host.clone(), broker.node.port));
     }

@@ -1,7 +1,7 @@
 //! InitProducerId (v0-v5): a producer id and epoch for an idempotent
 //! producer (a fresh id at epoch 0, as Kafka does when `transactional_id` is
 //! null, whatever id the client held before). Transactional producers are
-//! the transaction coordinator's.
+//! the transaction coordinator's ([`crate::transactions`]).
 
 use std::sync::Arc;
 
@@ -21,10 +21,22 @@ pub(super) fn handle(
 ) -> Admit {
     respond_after(async move {
         let result = match &req.transactional_id {
-            Some(_) => Err(KafkaError::new(
-                ResponseError::CoordinatorNotAvailable,
-                "transactions are not supported yet",
-            )),
+            Some(id) => {
+                // KIP-360: a producer id and epoch in the request (v3+).
+                let expected =
+                    (req.producer_id.0 >= 0).then_some((req.producer_id.0, req.producer_epoch));
+                broker
+                    .transactions
+                    .init_producer_id(&broker, id, req.transaction_timeout_ms, expected)
+                    .await
+                    .map_err(|code| {
+                        KafkaError::new(
+                            ResponseError::try_from_code(code)
+                                .unwrap_or(ResponseError::UnknownServerError),
+                            "",
+                        )
+                    })
+            }
             None => broker
                 .producer_ids
                 .next_producer_id()

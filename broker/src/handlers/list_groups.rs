@@ -1,5 +1,5 @@
 //! ListGroups (v0-v5): the groups this broker coordinates, filtered by
-//! state (v4+, case-insensitive) and type (v5+; every group is "classic").
+//! state (v4+, case-insensitive) and type (v5+: "classic" or "consumer").
 
 use std::sync::Arc;
 
@@ -20,14 +20,14 @@ pub(super) fn handle(broker: Arc<Broker>, _ctx: RequestContext, req: ListGroupsR
             .list(&broker)
             .await
             .into_iter()
-            .filter(|(_, _, st)| states.is_empty() || states.contains(&st.name().to_lowercase()))
-            .filter(|_| types.is_empty() || types.iter().any(|t| t == "classic"))
-            .map(|(id, protocol_type, st)| {
+            .filter(|g| states.is_empty() || states.contains(&g.state.to_lowercase()))
+            .filter(|g| types.is_empty() || types.iter().any(|t| t == g.group_type))
+            .map(|g| {
                 ListedGroup::default()
-                    .with_group_id(GroupId(StrBytes::from_string(id)))
-                    .with_protocol_type(StrBytes::from_string(protocol_type))
-                    .with_group_state(StrBytes::from_static_str(st.name()))
-                    .with_group_type(StrBytes::from_static_str("classic"))
+                    .with_group_id(GroupId(StrBytes::from_string(g.id)))
+                    .with_protocol_type(StrBytes::from_string(g.protocol_type))
+                    .with_group_state(StrBytes::from_static_str(g.state))
+                    .with_group_type(StrBytes::from_static_str(g.group_type))
             })
             .collect();
         ResponseKind::ListGroups(ListGroupsResponse::default().with_groups(groups))

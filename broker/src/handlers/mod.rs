@@ -7,8 +7,12 @@ use skiff_wire::kafka_protocol::messages::{ApiKey, RequestKind};
 
 use crate::router::Route;
 
+mod add_offsets_to_txn;
+mod add_partitions_to_txn;
 mod api_versions;
 mod configs;
+mod consumer_group_describe;
+mod consumer_group_heartbeat;
 mod create_partitions;
 mod create_topics;
 mod delete_groups;
@@ -19,6 +23,8 @@ mod describe_groups;
 mod describe_log_dirs;
 mod describe_producers;
 mod describe_topic_partitions;
+mod describe_transactions;
+mod end_txn;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
@@ -27,6 +33,7 @@ mod join_group;
 mod leave_group;
 mod list_groups;
 mod list_offsets;
+mod list_transactions;
 mod metadata;
 mod offset_commit;
 mod offset_delete;
@@ -34,6 +41,7 @@ mod offset_fetch;
 mod offset_for_leader_epoch;
 mod produce;
 mod sync_group;
+mod txn_offset_commit;
 mod write_txn_markers;
 
 pub(crate) use fetch::read_error;
@@ -87,6 +95,20 @@ pub const ROUTES: &[Route] = &[
     route!(ListGroups, 0, 5, list_groups::handle),
     route!(DeleteGroups, 0, 2, delete_groups::handle),
     route!(OffsetDelete, 0, 0, offset_delete::handle),
+    // transactions (crate::transactions)
+    route!(AddPartitionsToTxn, 0, 5, add_partitions_to_txn::handle),
+    route!(AddOffsetsToTxn, 0, 4, add_offsets_to_txn::handle),
+    route!(EndTxn, 0, 5, end_txn::handle),
+    route!(TxnOffsetCommit, 0, 5, txn_offset_commit::handle),
+    route!(DescribeTransactions, 0, 0, describe_transactions::handle),
+    route!(ListTransactions, 0, 1, list_transactions::handle),
+    route!(
+        ConsumerGroupHeartbeat,
+        0,
+        1,
+        consumer_group_heartbeat::handle
+    ),
+    route!(ConsumerGroupDescribe, 0, 1, consumer_group_describe::handle),
     route!(DescribeLogDirs, 1, 4, describe_log_dirs::handle),
     route!(
         DescribeTopicPartitions,

@@ -19,7 +19,19 @@ use crate::router::{Admit, RequestContext, respond_after};
 
 type Fetched = Result<Vec<(String, Vec<(i32, Option<OffsetValue>)>)>, i16>;
 
-async fn fetch(broker: &Broker, group: &str, topics: Option<Vec<(String, Vec<i32>)>>) -> Fetched {
+async fn fetch(
+    broker: &Broker,
+    group: &str,
+    member: Option<(&str, i32)>,
+    topics: Option<Vec<(String, Vec<i32>)>>,
+) -> Fetched {
+    // v9+: a consumer-protocol member names itself and its epoch.
+    if let Some((member, epoch)) = member {
+        broker
+            .groups
+            .check_fetch_member(broker, group, Some(member), epoch)
+            .await?;
+    }
     broker.groups.fetch_offsets(broker, group, topics).await
 }
 
@@ -45,7 +57,12 @@ pub(super) fn handle(broker: Arc<Broker>, ctx: RequestContext, req: OffsetFetchR
                         .collect()
                 });
                 let out = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
-                groups.push(match fetch(&broker, &g.group_id.0, topics).await {
+                let member = g
+                    .member_id
+                    .as_deref()
+                    .filter(|m| !m.is_empty())
+                    .map(|m| (m, g.member_epoch));
+                groups.push(match fetch(&broker, &g.group_id.0, member, topics).await {
                     Err(code) => out.with_error_code(code),
                     Ok(ts) => out.with_topics(
                         ts.into_iter()
@@ -77,7 +94,7 @@ pub(super) fn handle(broker: Arc<Broker>, ctx: RequestContext, req: OffsetFetchR
                 .map(|t| (t.name.0.to_string(), t.partition_indexes))
                 .collect()
         });
-        let resp = match fetch(&broker, &group, asked.clone()).await {
+        let resp = match fetch(&broker, &group, None, asked.clone()).await {
             Ok(ts) => OffsetFetchResponse::default().with_topics(
                 ts.into_iter()
                     .map(|(t, ps)| topic_v0(t, ps.into_iter().map(|(p, v)| (p, v, 0))))

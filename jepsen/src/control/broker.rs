@@ -16,11 +16,15 @@ pub const DEFAULT_SERVE_ARGS: &str = "serve --node-id {node_id} --listen 127.0.0
      --http-listen 127.0.0.1:{http_port} --data-dir {data_dir}";
 
 /// Appended to the serve arguments when the harness runs an S3 server
-/// (`--s3-args` / `SKIFF_S3_ARGS`).
+/// (`--s3-args` / `SKIFF_S3_ARGS`). Besides pointing the broker at the
+/// store, it makes the broker seal and upload often (every
+/// `{upload_interval}`, the run's `--upload-interval`, or every 16 KiB) so
+/// object-store faults hit the upload path.
 pub const DEFAULT_S3_ARGS: &str = "--set object_store.url=s3://{bucket} \
      --set object_store.endpoint={s3_endpoint} --set object_store.allow_http=true \
      --set object_store.region=us-east-1 --set object_store.access_key_id=jepsen \
-     --set object_store.secret_access_key=jepsen";
+     --set object_store.secret_access_key=jepsen \
+     --set storage.upload.interval={upload_interval} --set storage.upload.seal_bytes=16384";
 
 /// Environment given to every broker, also templated. The broker reads
 /// `SKIFF_<KEY>` variables as its configuration (and rejects unknown keys),
@@ -362,7 +366,8 @@ mod tests {
             .expect("expand");
         assert_eq!(args[..3], ["serve", "--node-id", "3"]);
         assert!(args.contains(&"127.0.0.1:9100".to_string()), "{args:?}");
-        let (s3, _) = CommandTemplate::parse(DEFAULT_S3_ARGS)
+        let s3_args = DEFAULT_S3_ARGS.replace("{upload_interval}", "500ms");
+        let (s3, _) = CommandTemplate::parse(&s3_args)
             .expand(&vars())
             .expect("expand");
         assert!(

@@ -1,6 +1,7 @@
 //! Control of the processes under test: brokers ([`Cluster`]), the S3 server
 //! ([`Moto`]), a small disk for the WAL ([`SmallDisk`]), and helpers to find
-//! free ports and wait for listeners.
+//! free ports and wait for listeners; [`StoreCounts`] tells from moto's log
+//! what reached the object store.
 //!
 //! Every child is a [`Managed`] process: start, stop, kill -9, pause
 //! (SIGSTOP), resume (SIGCONT), killed on drop. Brokers are started from a
@@ -11,6 +12,7 @@ mod broker;
 mod disk;
 mod moto;
 mod process;
+mod store_log;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -22,6 +24,7 @@ pub use broker::{
 pub use disk::{DiskError, SmallDisk};
 pub use moto::{Moto, create_bucket};
 pub use process::{Managed, ProcessSpec, State};
+pub use store_log::StoreCounts;
 
 /// Errors controlling processes.
 #[derive(Debug, thiserror::Error)]

@@ -12,13 +12,16 @@
 //! * [`final_read`] reads every partition from the beginning up to the high
 //!   watermark fetched after the run.
 //!
+//! * Transactional producers (`txn_producers`, see [`txn`]) send batches
+//!   of values in transactions, committing most and aborting some; with
+//!   `read_committed` consumers the checker looks for aborted reads.
+//!
 //! Every operation goes to the [`Recorder`] as an invoke and a completion.
-//! Transactions (`f = txn`) are part of the history format and the checker;
-//! the workload will drive them once the broker supports them.
 
 mod consumer;
 mod final_read;
 mod producer;
+pub mod txn;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -67,6 +70,9 @@ pub struct WorkloadConfig {
     /// Logical processes per producer client, each one send at a time.
     pub producer_concurrency: usize,
     pub idempotence: Idempotence,
+    /// Transactional producer clients (one process each), besides `producers`.
+    #[serde(default)]
+    pub txn_producers: usize,
     pub consumers: usize,
     pub consumer_mode: ConsumerMode,
     /// Consumers (and the final read) use `isolation.level=read_committed`.
@@ -90,6 +96,7 @@ impl Default for WorkloadConfig {
             producers: 2,
             producer_concurrency: 3,
             idempotence: Idempotence::Mixed,
+            txn_producers: 0,
             consumers: 2,
             consumer_mode: ConsumerMode::Mixed,
             read_committed: true,
@@ -200,7 +207,7 @@ pub async fn setup_topic(cfg: &WorkloadConfig, timeout: Duration) -> Result<(), 
 /// client has finished its current operation.
 pub async fn run(cfg: Arc<WorkloadConfig>, rec: Recorder, values: Values, stop: CancellationToken) {
     let mut tasks = tokio::task::JoinSet::new();
-    let processes = (cfg.producers * cfg.producer_concurrency).max(1);
+    let processes = (cfg.producers * cfg.producer_concurrency + cfg.txn_producers).max(1);
     // Each process waits this long between its sends.
     let pace = if cfg.rate > 0.0 {
         Duration::from_secs_f64(processes as f64 / cfg.rate)
@@ -219,6 +226,16 @@ pub async fn run(cfg: Arc<WorkloadConfig>, rec: Recorder, values: Values, stop: 
             values.clone(),
             stop.clone(),
             producer::Options { idempotent, pace },
+        ));
+    }
+    for i in 0..cfg.txn_producers {
+        tasks.spawn(txn::run(
+            cfg.clone(),
+            rec.clone(),
+            values.clone(),
+            stop.clone(),
+            i,
+            pace,
         ));
     }
     for i in 0..cfg.consumers {

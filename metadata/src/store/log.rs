@@ -9,7 +9,8 @@
 //! - `purged`: one frame with the last purged log id (replaced atomically).
 //!
 //! Appends update the in-memory view (which readers use) at once and queue
-//! the bytes to the writer thread. The writer drains everything queued,
+//! the bytes to the writer thread (without fsync — tests, simulations — the
+//! writer runs inline on the appending task instead). The writer drains everything queued,
 //! writes it, issues one `fdatasync` for the whole batch and only then
 //! reports each append as flushed to openraft: that is the group commit.
 //! Truncations and purges travel through the same queue, so the file always
@@ -67,7 +68,16 @@ enum Op {
 #[derive(Clone)]
 pub struct LogStore {
     mem: Arc<Mutex<Mem>>,
-    tx: mpsc::Sender<Op>,
+    sink: Sink,
+}
+
+/// Where writes go: the writer thread, or (without fsync) the writer run
+/// inline on the calling task, so that a simulation on one thread with a
+/// paused clock never waits for another thread.
+#[derive(Clone)]
+enum Sink {
+    Thread(mpsc::Sender<Op>),
+    Inline(Arc<Mutex<Option<Writer>>>),
 }
 
 /// A reader of the log for replication tasks.
@@ -114,7 +124,6 @@ impl LogStore {
             last_purged,
             vote,
         }));
-        let (tx, rx) = mpsc::channel();
         let writer = Writer {
             dir: dir.to_path_buf(),
             fsync,
@@ -123,17 +132,32 @@ impl LogStore {
             positions,
             active: None,
         };
-        std::thread::Builder::new()
-            .name("raft-log-writer".into())
-            .spawn(move || writer.run(rx))?;
-        Ok(Self { mem, tx })
+        let sink = if fsync {
+            let (tx, rx) = mpsc::channel();
+            std::thread::Builder::new()
+                .name("raft-log-writer".into())
+                .spawn(move || writer.run(rx))?;
+            Sink::Thread(tx)
+        } else {
+            Sink::Inline(Arc::new(Mutex::new(Some(writer))))
+        };
+        Ok(Self { mem, sink })
     }
 
     #[allow(clippy::result_large_err)] // openraft's error type
     fn send(&self, op: Op) -> Result<(), StorageError> {
-        self.tx
-            .send(op)
-            .map_err(|_| io_err(io::Error::other("raft log writer stopped")))
+        let stopped = || io_err(io::Error::other("raft log writer stopped"));
+        match &self.sink {
+            Sink::Thread(tx) => tx.send(op).map_err(|_| stopped()),
+            Sink::Inline(writer) => {
+                let mut w = writer.lock();
+                let ok = w.as_mut().ok_or_else(stopped)?.process(vec![op]);
+                if !ok {
+                    *w = None;
+                }
+                Ok(())
+            }
+        }
     }
 }
 
@@ -275,6 +299,16 @@ impl Writer {
             while let Ok(op) = rx.try_recv() {
                 batch.push(op);
             }
+            if !self.process(batch) {
+                return;
+            }
+        }
+    }
+
+    /// Carry out `batch` with one flush at the end; false once a write
+    /// failed (the writer is then unusable).
+    fn process(&mut self, batch: Vec<Op>) -> bool {
+        {
             let mut flushed = Vec::new();
             let mut result: io::Result<()> = Ok(());
             for op in batch {
@@ -326,9 +360,10 @@ impl Writer {
                 // The file state is unknown now: stop; openraft treats the
                 // failed flush as fatal and the node must restart to recover.
                 tracing::error!(error = %e, "raft log write failed; log writer stops");
-                return;
+                return false;
             }
         }
+        true
     }
 
     fn append(&mut self, bytes: &[u8], first: u64, indexes: &[(u64, usize)]) -> io::Result<()> {

@@ -85,6 +85,20 @@ impl StateMachineStore {
         self.shared.clone()
     }
 
+    /// Run file I/O on the blocking pool, or inline without fsync (tests
+    /// and simulations: small files, and a simulation on one thread must
+    /// never wait for another).
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> io::Result<T> + Send + 'static,
+    ) -> Result<io::Result<T>, StorageError> {
+        if self.fsync {
+            tokio::task::spawn_blocking(f).await.map_err(sm_err)
+        } else {
+            Ok(f())
+        }
+    }
+
     fn write_snapshot(&self, bytes: &[u8]) -> io::Result<()> {
         use std::io::Write;
         let tmp = self.dir.join("snapshot.tmp");
@@ -123,14 +137,14 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             meta: meta.clone(),
             state,
         };
-        let bytes = tokio::task::spawn_blocking(move || -> io::Result<Vec<u8>> {
-            let bytes = frame::encode(&file).map_err(io::Error::other)?;
-            this.write_snapshot(&bytes)?;
-            Ok(bytes)
-        })
-        .await
-        .map_err(sm_err)?
-        .map_err(sm_err)?;
+        let bytes = self
+            .blocking(move || -> io::Result<Vec<u8>> {
+                let bytes = frame::encode(&file).map_err(io::Error::other)?;
+                this.write_snapshot(&bytes)?;
+                Ok(bytes)
+            })
+            .await?
+            .map_err(sm_err)?;
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(bytes)),
@@ -202,9 +216,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         })?;
         let this = self.clone();
         let data = bytes.clone();
-        tokio::task::spawn_blocking(move || this.write_snapshot(&data))
-            .await
-            .map_err(sm_err)?
+        self.blocking(move || this.write_snapshot(&data))
+            .await?
             .map_err(sm_err)?;
         {
             let mut a = self.shared.applied.write();
@@ -218,7 +231,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
         let path = self.dir.join("snapshot");
-        let bytes = match tokio::fs::read(&path).await {
+        let bytes = match self.blocking(move || std::fs::read(&path)).await? {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(sm_err(e)),

@@ -33,31 +33,58 @@ pub enum BuildError {
 /// offset order (gaps are allowed, the index records them); streams may come
 /// in any order but each only once. Blocks are cut when they reach the target
 /// size, always at batch boundaries (one batch may exceed the target).
+///
+/// Large payloads pushed with [`ObjectBuilder::push_bytes`] are not copied:
+/// the object is kept as a list of parts (framing copied into owned buffers,
+/// large payloads shared) that [`ObjectBuilder::finish_parts`] hands to a
+/// vectored PUT, and block checksums are computed as the batches go by.
 #[derive(Debug)]
 pub struct ObjectBuilder {
     block_target: usize,
-    buf: Vec<u8>,
+    parts: Vec<Part>,
+    /// Bytes of all parts.
+    len: usize,
     index: Vec<IndexEntry>,
     done_streams: HashSet<StreamId>,
-    /// The block being written: (stream, start offset, next offset, position, count).
+    /// The block being written.
     open: Option<OpenBlock>,
 }
+
+/// A piece of the object: bytes written here, or a payload shared with its owner.
+#[derive(Debug)]
+enum Part {
+    Owned(Vec<u8>),
+    Shared(Bytes),
+}
+
+/// Payloads at least this large are shared rather than copied (smaller ones
+/// are cheaper to copy than to write as a separate piece).
+const SHARE_AT_LEAST: usize = 64 * 1024;
 
 #[derive(Debug)]
 struct OpenBlock {
     stream: StreamId,
     start: u64,
     next: u64,
+    /// Where the block starts in the object.
     position: usize,
+    /// Part and offset of the block header (its count is patched on close).
+    header_at: (usize, usize),
     count: u32,
+    /// crc32c of the block's frames so far (everything after the header).
+    frames_crc: u32,
 }
+
+/// Block header: stream, batch count.
+const BLOCK_HEADER_LEN: usize = 12;
 
 impl ObjectBuilder {
     /// A builder cutting blocks at about `block_target_bytes` (clamped to >= 1).
     pub fn new(block_target_bytes: usize) -> Self {
         Self {
             block_target: block_target_bytes.max(1),
-            buf: Vec::new(),
+            parts: Vec::new(),
+            len: 0,
             index: Vec::new(),
             done_streams: HashSet::new(),
             open: None,
@@ -68,7 +95,7 @@ impl ObjectBuilder {
     /// reserved up front (saves re-allocating while the object grows).
     pub fn with_capacity(block_target_bytes: usize, bytes: usize) -> Self {
         let mut b = Self::new(block_target_bytes);
-        b.buf.reserve(bytes);
+        b.parts.push(Part::Owned(Vec::with_capacity(bytes)));
         b
     }
 
@@ -79,11 +106,60 @@ impl ObjectBuilder {
 
     /// Bytes of block data so far (without index and footer).
     pub fn data_len(&self) -> usize {
-        self.buf.len()
+        self.len
+    }
+
+    /// The owned buffer at the end of the parts, started if needed.
+    fn tail(&mut self) -> &mut Vec<u8> {
+        if !matches!(self.parts.last(), Some(Part::Owned(_))) {
+            self.parts.push(Part::Owned(Vec::with_capacity(64 * 1024)));
+        }
+        match self.parts.last_mut() {
+            Some(Part::Owned(v)) => v,
+            _ => unreachable!("an owned part was just pushed"),
+        }
+    }
+
+    fn put(&mut self, data: &[u8]) {
+        self.tail().extend_from_slice(data);
+        self.len += data.len();
     }
 
     /// Append one batch: offsets `[base_offset, base_offset + records)` of `stream`.
     pub fn push(
+        &mut self,
+        stream: StreamId,
+        base_offset: u64,
+        records: u32,
+        payload: &[u8],
+    ) -> Result<(), BuildError> {
+        self.push_frame(stream, base_offset, records, payload)?;
+        self.put(payload);
+        Ok(())
+    }
+
+    /// [`ObjectBuilder::push`] for a shared buffer: a large payload becomes a
+    /// part of the object without being copied.
+    pub fn push_bytes(
+        &mut self,
+        stream: StreamId,
+        base_offset: u64,
+        records: u32,
+        payload: &Bytes,
+    ) -> Result<(), BuildError> {
+        self.push_frame(stream, base_offset, records, payload)?;
+        if payload.len() >= SHARE_AT_LEAST {
+            self.parts.push(Part::Shared(payload.clone()));
+            self.len += payload.len();
+        } else {
+            self.put(payload);
+        }
+        Ok(())
+    }
+
+    /// Checks the batch, opens or cuts blocks, writes the frame header and
+    /// accounts the payload in the block's crc; the caller writes the payload.
+    fn push_frame(
         &mut self,
         stream: StreamId,
         base_offset: u64,
@@ -110,7 +186,7 @@ impl ObjectBuilder {
                     });
                 }
                 // A gap, or a full block: cut here.
-                if base_offset != b.next || self.buf.len() - b.position >= self.block_target {
+                if base_offset != b.next || self.len - b.position >= self.block_target {
                     self.close_block();
                 }
             }
@@ -134,23 +210,29 @@ impl ObjectBuilder {
                     expected: last.end,
                 });
             }
-            let position = self.buf.len();
-            self.buf.extend_from_slice(&stream.0.to_le_bytes());
-            self.buf.extend_from_slice(&0u32.to_le_bytes()); // count, patched on close
+            let position = self.len;
+            let at = self.tail().len();
+            let header_at = (self.parts.len() - 1, at);
+            let mut header = [0u8; BLOCK_HEADER_LEN];
+            header[..8].copy_from_slice(&stream.0.to_le_bytes()); // count patched on close
+            self.put(&header);
             self.open = Some(OpenBlock {
                 stream,
                 start: base_offset,
                 next: base_offset,
                 position,
+                header_at,
                 count: 0,
+                frames_crc: 0,
             });
         }
+        let mut frame = [0u8; FRAME_HEADER_LEN];
+        frame[..8].copy_from_slice(&base_offset.to_le_bytes());
+        frame[8..12].copy_from_slice(&records.to_le_bytes());
+        frame[12..].copy_from_slice(&len.to_le_bytes());
+        self.put(&frame);
         let b = self.open.as_mut().expect("opened above");
-        self.buf.reserve(FRAME_HEADER_LEN + payload.len());
-        self.buf.extend_from_slice(&base_offset.to_le_bytes());
-        self.buf.extend_from_slice(&records.to_le_bytes());
-        self.buf.extend_from_slice(&len.to_le_bytes());
-        self.buf.extend_from_slice(payload);
+        b.frames_crc = crc32c::crc32c_append(crc32c::crc32c_append(b.frames_crc, &frame), payload);
         b.count += 1;
         b.next = end;
         Ok(())
@@ -158,10 +240,16 @@ impl ObjectBuilder {
 
     fn close_block(&mut self) {
         let Some(b) = self.open.take() else { return };
-        self.buf[b.position + 8..b.position + 12].copy_from_slice(&b.count.to_le_bytes());
-        let crc = crc32c::crc32c(&self.buf[b.position..]);
-        self.buf.extend_from_slice(&crc.to_le_bytes());
-        let len = self.buf.len() - b.position;
+        let (part, at) = b.header_at;
+        let Some(Part::Owned(buf)) = self.parts.get_mut(part) else {
+            unreachable!("block headers are written into owned parts");
+        };
+        buf[at + 8..at + BLOCK_HEADER_LEN].copy_from_slice(&b.count.to_le_bytes());
+        let header_crc = crc32c::crc32c(&buf[at..at + BLOCK_HEADER_LEN]);
+        let frames_len = self.len - b.position - BLOCK_HEADER_LEN;
+        let crc = crc32c::crc32c_combine(header_crc, b.frames_crc, frames_len);
+        self.put(&crc.to_le_bytes());
+        let len = self.len - b.position;
         debug_assert!(len >= BLOCK_OVERHEAD);
         self.index.push(IndexEntry {
             stream: b.stream,
@@ -173,10 +261,29 @@ impl ObjectBuilder {
     }
 
     /// Finish the object: its bytes and its index (sorted by stream, offset).
-    pub fn finish(mut self) -> (Bytes, Vec<IndexEntry>) {
+    /// Copies the parts into one buffer when there are several; a writer
+    /// that can take them apart uses [`ObjectBuilder::finish_parts`].
+    pub fn finish(self) -> (Bytes, Vec<IndexEntry>) {
+        let (parts, index) = self.finish_parts();
+        let bytes = match <[Bytes; 1]>::try_from(parts) {
+            Ok([one]) => one,
+            Err(parts) => {
+                let mut all = Vec::with_capacity(parts.iter().map(Bytes::len).sum());
+                for p in &parts {
+                    all.extend_from_slice(p);
+                }
+                Bytes::from(all)
+            }
+        };
+        (bytes, index)
+    }
+
+    /// Finish the object: its bytes as consecutive parts, and its index
+    /// (sorted by stream, offset).
+    pub fn finish_parts(mut self) -> (Vec<Bytes>, Vec<IndexEntry>) {
         self.close_block();
         self.index.sort_by_key(|e| (e.stream, e.start));
-        let index_position = self.buf.len() as u64;
+        let index_position = self.len as u64;
         let mut index_bytes = Vec::with_capacity(4 + self.index.len() * 36);
         encode_index(&self.index, &mut index_bytes);
         let footer = Footer {
@@ -185,9 +292,18 @@ impl ObjectBuilder {
             index_len: u32::try_from(index_bytes.len()).expect("index < 4 GiB"),
             index_crc: crc32c::crc32c(&index_bytes),
         };
-        self.buf.extend_from_slice(&index_bytes);
-        encode_footer(&footer, &mut self.buf);
-        (Bytes::from(self.buf), self.index)
+        self.put(&index_bytes);
+        encode_footer(&footer, self.tail());
+        let parts = self
+            .parts
+            .into_iter()
+            .map(|p| match p {
+                Part::Owned(v) => Bytes::from(v),
+                Part::Shared(b) => b,
+            })
+            .filter(|b| !b.is_empty())
+            .collect();
+        (parts, self.index)
     }
 }
 

@@ -72,23 +72,20 @@ pub fn parse_object_key(key: &Path) -> Option<ObjectId> {
 pub async fn put_object(
     store: &dyn ObjectStore,
     id: ObjectId,
-    bytes: Bytes,
+    bytes: impl Into<PutPayload>,
 ) -> Result<(), object_store::Error> {
     let key = object_key(id);
-    let len = bytes.len() as u64;
+    let payload: PutPayload = bytes.into();
+    let len = payload.content_length() as u64;
     let create = PutOptions {
         mode: PutMode::Create,
         ..PutOptions::default()
     };
-    match store
-        .put_opts(&key, PutPayload::from_bytes(bytes.clone()), create)
-        .await
-    {
+    match store.put_opts(&key, payload.clone(), create).await {
         Ok(_) => Ok(()),
-        Err(object_store::Error::NotImplemented { .. }) => store
-            .put(&key, PutPayload::from_bytes(bytes))
-            .await
-            .map(|_| ()),
+        Err(object_store::Error::NotImplemented { .. }) => {
+            store.put(&key, payload).await.map(|_| ())
+        }
         Err(e @ object_store::Error::AlreadyExists { .. }) => match store.head(&key).await {
             Ok(meta) if meta.size == len => Ok(()),
             _ => Err(e),

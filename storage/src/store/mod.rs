@@ -192,7 +192,11 @@ pub fn build_store(
                 dir: dir.clone(),
                 source,
             })?;
-            (Arc::new(LocalFileSystem::new_with_prefix(&dir)?), false)
+            // fsync each object (and its directory) before the PUT returns:
+            // once an upload commits, the WAL range it covers is trimmed, so
+            // the object must survive a power loss, not only a process crash.
+            let fs = LocalFileSystem::new_with_prefix(&dir)?.with_fsync(true);
+            (Arc::new(fs), false)
         }
         Backend::S3 { bucket, prefix } => {
             let s3 = s3_builder(config, &bucket).build()?;

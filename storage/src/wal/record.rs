@@ -54,10 +54,18 @@ impl WalRecord {
     /// Append the encoded frame to `out`.
     pub fn encode(&self, out: &mut BytesMut) {
         out.reserve(self.encoded_len());
+        out.put_slice(&self.header());
+        out.put_slice(&self.payload);
+    }
+
+    /// The frame's bytes before the payload (header and fixed body, crc
+    /// included): the frame is this followed by `payload`, so a writer can
+    /// hand both to one vectored write without copying the payload.
+    pub fn header(&self) -> [u8; HEADER_LEN + BODY_FIXED_LEN] {
         let body_len = BODY_FIXED_LEN + self.payload.len();
-        let mut fixed = [0u8; BODY_FIXED_LEN];
+        let mut out = [0u8; HEADER_LEN + BODY_FIXED_LEN];
         {
-            let mut b = &mut fixed[..];
+            let mut b = &mut out[HEADER_LEN..];
             b.put_u8(VERSION);
             b.put_u8(KIND_BATCH);
             b.put_u16_le(0);
@@ -66,12 +74,12 @@ impl WalRecord {
             b.put_u64_le(self.base_offset);
             b.put_u32_le(self.records);
         }
-        let crc = crc32c::crc32c_append(crc32c::crc32c(&fixed), &self.payload);
-        out.put_slice(&MAGIC);
-        out.put_u32_le(body_len as u32);
-        out.put_u32_le(crc);
-        out.put_slice(&fixed);
-        out.put_slice(&self.payload);
+        let crc = crc32c::crc32c_append(crc32c::crc32c(&out[HEADER_LEN..]), &self.payload);
+        let mut h = &mut out[..HEADER_LEN];
+        h.put_slice(&MAGIC);
+        h.put_u32_le(body_len as u32);
+        h.put_u32_le(crc);
+        out
     }
 }
 
