@@ -4,8 +4,13 @@ Valid record batches come from kafka-python's own builder; the request
 envelopes are written here by hand, because the point is to send bytes no
 well-behaved client would (and to corrupt them on purpose).
 """
+
+
 import socket
+
+
 import struct
+
 
 from kafka.record.default_records import DefaultRecordBatchBuilder
 
@@ -122,110 +127,6 @@ def parse_create_topics_v2_response(body):
     return out
 
 
-def producer_batch(values, producer_id, epoch, base_sequence, transactional=False):
-    """An idempotent (or transactional) batch from kafka-python's builder."""
-    b = DefaultRecordBatchBuilder(magic=2, compression_type=0, is_transactional=transactional,
-                                  producer_id=producer_id, producer_epoch=epoch,
-                                  base_sequence=base_sequence, batch_size=1 << 20)
-    for i, v in enumerate(values):
-        b.append(i, timestamp=1_700_000_000_000 + i, key=None, value=v, headers=[])
-    return bytes(b.build())
-
-
-def produce_v3_txn(transactional_id, topic, partition, records, acks=-1):
-    """Produce v3 carrying a transactional id."""
-    body = string(transactional_id) + struct.pack(">hi", acks, 30_000)
-    body += struct.pack(">i", 1) + string(topic)
-    body += struct.pack(">i", 1) + struct.pack(">i", partition)
-    body += struct.pack(">i", len(records)) + records
-    return body
-
-
-def init_producer_id_v0(transactional_id=None, timeout_ms=60_000):
-    return string(transactional_id) + struct.pack(">i", timeout_ms)
-
-
-def parse_init_producer_id_v0_response(body):
-    """-> (error_code, producer_id, producer_epoch)."""
-    _throttle, err, pid, epoch = struct.unpack_from(">ihqh", body, 0)
-    return err, pid, epoch
-
-
-def call(conn, api_key, version, body, correlation_id=7):
-    """Send one request and return the response body (after the correlation id)."""
-    conn.send(request(api_key, version, body, correlation_id=correlation_id))
-    frame = conn.recv_frame()
-    assert frame is not None, "the broker closed the connection"
-    assert frame[0] == correlation_id
-    return frame[1]
-
-
-# --- transactions (coordinator side), non-flexible request versions ---
-
-def find_coordinator_v1(key, key_type):
-    return string(key) + struct.pack(">b", key_type)
-
-
-def parse_find_coordinator_v1(body):
-    """-> (error_code, node_id, host, port)."""
-    pos = 4
-    (err,) = struct.unpack_from(">h", body, pos); pos += 2
-    (ml,) = struct.unpack_from(">h", body, pos); pos += 2
-    if ml > 0:
-        pos += ml
-    (node,) = struct.unpack_from(">i", body, pos); pos += 4
-    (hl,) = struct.unpack_from(">h", body, pos); pos += 2
-    host = body[pos:pos + hl].decode(); pos += hl
-    (port,) = struct.unpack_from(">i", body, pos)
-    return err, node, host, port
-
-
-def add_partitions_to_txn_v1(transactional_id, producer_id, producer_epoch, topics):
-    """topics: {name: [partition, ...]}"""
-    body = string(transactional_id) + struct.pack(">qh", producer_id, producer_epoch)
-    body += struct.pack(">i", len(topics))
-    for name, parts in topics.items():
-        body += string(name) + struct.pack(">i", len(parts))
-        body += b"".join(struct.pack(">i", p) for p in parts)
-    return body
-
-
-def parse_add_partitions_to_txn_v1(body):
-    """-> {(topic, partition): error_code}"""
-    out = {}
-    pos = 4
-    (nt,) = struct.unpack_from(">i", body, pos); pos += 4
-    for _ in range(nt):
-        (ln,) = struct.unpack_from(">h", body, pos); pos += 2
-        name = body[pos:pos + ln].decode(); pos += ln
-        (np_,) = struct.unpack_from(">i", body, pos); pos += 4
-        for _ in range(np_):
-            p, err = struct.unpack_from(">ih", body, pos); pos += 6
-            out[(name, p)] = err
-    return out
-
-
-def end_txn_v1(transactional_id, producer_id, producer_epoch, commit):
-    return string(transactional_id) + struct.pack(">qh?", producer_id, producer_epoch, commit)
-
-
-def parse_end_txn_v1(body):
-    """-> error_code"""
-    return struct.unpack_from(">ih", body, 0)[1]
-
-
-def call_once(bootstrap, api_key, version, body):
-    """One request on a fresh connection; returns the response body."""
-    c = Conn(bootstrap)
-    try:
-        c.send(request(api_key, version, body))
-        frame = c.recv_frame()
-        assert frame is not None, "broker closed the connection"
-        return frame[1]
-    finally:
-        c.close()
-# --- flexible (compact) encodings, for KIP-848 consumer-protocol requests ---
-
 def uvarint(n):
     out = b""
     while True:
@@ -252,7 +153,6 @@ def cstring(s):
     """Compact nullable string."""
     if s is None:
         return uvarint(0)
-def compact_string(s):
     b = s.encode()
     return uvarint(len(b) + 1) + b
 
@@ -337,6 +237,125 @@ def parse_offset_commit_v9_response(body):
             _, pos = read_uvarint(body, pos)
             out.append((name, idx, err))
         _, pos = read_uvarint(body, pos)
+    return out
+
+
+def txn_record_batch(values, producer_id, producer_epoch, base_sequence=0):
+    b = DefaultRecordBatchBuilder(magic=2, compression_type=0, is_transactional=True,
+                                  producer_id=producer_id, producer_epoch=producer_epoch,
+                                  base_sequence=base_sequence, batch_size=1 << 20)
+    for i, v in enumerate(values):
+        b.append(i, timestamp=1_700_000_000_000 + i, key=None, value=v, headers=[])
+    return bytes(b.build())
+
+
+def produce_v3_txn(transactional_id, topic, partition, records, acks=-1):
+    body = string(transactional_id) + struct.pack(">hi", acks, 30_000)
+    body += struct.pack(">i", 1) + string(topic)
+    body += struct.pack(">i", 1) + struct.pack(">i", partition)
+    body += struct.pack(">i", len(records)) + records
+    return body
+
+
+def find_coordinator_v1(key, key_type):
+    return string(key) + struct.pack(">b", key_type)
+
+
+def parse_find_coordinator_v1(body):
+    """-> (error_code, node_id, host, port)."""
+    pos = 4
+    (err,) = struct.unpack_from(">h", body, pos); pos += 2
+    (ml,) = struct.unpack_from(">h", body, pos); pos += 2
+    if ml > 0:
+        pos += ml
+    (node,) = struct.unpack_from(">i", body, pos); pos += 4
+    (hl,) = struct.unpack_from(">h", body, pos); pos += 2
+    host = body[pos:pos + hl].decode(); pos += hl
+    (port,) = struct.unpack_from(">i", body, pos)
+    return err, node, host, port
+
+
+def init_producer_id_v1(transactional_id, timeout_ms):
+    return string(transactional_id) + struct.pack(">i", timeout_ms)
+
+
+def parse_init_producer_id_v1(body):
+    """-> (error_code, producer_id, producer_epoch)."""
+    _throttle, err, pid, epoch = struct.unpack_from(">ihqh", body, 0)
+    return err, pid, epoch
+
+
+def add_partitions_to_txn_v1(transactional_id, producer_id, producer_epoch, topics):
+    """topics: {name: [partition, ...]}"""
+    body = string(transactional_id) + struct.pack(">qh", producer_id, producer_epoch)
+    body += struct.pack(">i", len(topics))
+    for name, parts in topics.items():
+        body += string(name) + struct.pack(">i", len(parts))
+        body += b"".join(struct.pack(">i", p) for p in parts)
+    return body
+
+
+def parse_add_partitions_to_txn_v1(body):
+    """-> {(topic, partition): error_code}"""
+    out = {}
+    pos = 4
+    (nt,) = struct.unpack_from(">i", body, pos); pos += 4
+    for _ in range(nt):
+        (ln,) = struct.unpack_from(">h", body, pos); pos += 2
+        name = body[pos:pos + ln].decode(); pos += ln
+        (np_,) = struct.unpack_from(">i", body, pos); pos += 4
+        for _ in range(np_):
+            p, err = struct.unpack_from(">ih", body, pos); pos += 6
+            out[(name, p)] = err
+    return out
+
+
+def end_txn_v1(transactional_id, producer_id, producer_epoch, commit):
+    return string(transactional_id) + struct.pack(">qh?", producer_id, producer_epoch, commit)
+
+
+def parse_end_txn_v1(body):
+    """-> error_code"""
+    return struct.unpack_from(">ih", body, 0)[1]
+
+
+def call(bootstrap, api_key, version, body):
+    """One request on a fresh connection; returns the response body."""
+    c = Conn(bootstrap)
+    try:
+        c.send(request(api_key, version, body))
+        frame = c.recv_frame()
+        assert frame is not None, "broker closed the connection"
+        return frame[1]
+    finally:
+        c.close()
+
+
+def producer_batch(values, producer_id, epoch, base_sequence, transactional=False):
+    """An idempotent (or transactional) batch from kafka-python's builder."""
+    b = DefaultRecordBatchBuilder(magic=2, compression_type=0, is_transactional=transactional,
+                                  producer_id=producer_id, producer_epoch=epoch,
+                                  base_sequence=base_sequence, batch_size=1 << 20)
+    for i, v in enumerate(values):
+        b.append(i, timestamp=1_700_000_000_000 + i, key=None, value=v, headers=[])
+    return bytes(b.build())
+
+
+def init_producer_id_v0(transactional_id=None, timeout_ms=60_000):
+    return string(transactional_id) + struct.pack(">i", timeout_ms)
+
+
+def parse_init_producer_id_v0_response(body):
+    """-> (error_code, producer_id, producer_epoch)."""
+    _throttle, err, pid, epoch = struct.unpack_from(">ihqh", body, 0)
+    return err, pid, epoch
+
+
+def compact_string(s):
+    b = s.encode()
+    return uvarint(len(b) + 1) + b
+
+
 def flexible_request(api_key, version, body, correlation_id=1, client_id="raw-test"):
     """Request header v2 (flexible versions) + body, framed."""
     msg = struct.pack(">hhi", api_key, version, correlation_id) + string(client_id) + b"\x00" + body

@@ -6,7 +6,7 @@ import time
 
 from clients import consume, create_topic
 from kafka_raw import (
-    Conn, flexible_request, parse_produce_v3_response, parse_write_txn_markers_v1_response,
+    Conn, request_v2, parse_produce_v3_response, parse_write_txn_markers_v1_response,
     produce_v3, producer_batch, request, write_txn_markers_v1,
 )
 
@@ -22,7 +22,7 @@ def produce(conn, topic, batch):
 
 
 def end_txn(conn, topic, pid, epoch, commit):
-    conn.send(flexible_request(WRITE_TXN_MARKERS, 1,
+    conn.send(request_v2(WRITE_TXN_MARKERS, 1,
                                write_txn_markers_v1([(pid, epoch, commit, 0, {topic: [0]})]),
                                correlation_id=4))
     _, body = conn.recv_frame()
