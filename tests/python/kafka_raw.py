@@ -393,3 +393,15 @@ def parse_write_txn_markers_v1_response(body):
             _t, pos = read_uvarint(body, pos)
         _t, pos = read_uvarint(body, pos)
     return out
+
+
+def call_once(bootstrap, api_key, version, body):
+    """One request on a fresh connection; returns the response body."""
+    c = Conn(bootstrap)
+    try:
+        c.send(request(api_key, version, body))
+        frame = c.recv_frame()
+        assert frame is not None, "broker closed the connection"
+        return frame[1]
+    finally:
+        c.close()
