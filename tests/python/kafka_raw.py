@@ -319,16 +319,13 @@ def parse_end_txn_v1(body):
     return struct.unpack_from(">ih", body, 0)[1]
 
 
-def call(bootstrap, api_key, version, body):
-    """One request on a fresh connection; returns the response body."""
-    c = Conn(bootstrap)
-    try:
-        c.send(request(api_key, version, body))
-        frame = c.recv_frame()
-        assert frame is not None, "broker closed the connection"
-        return frame[1]
-    finally:
-        c.close()
+def call(conn, api_key, version, body, correlation_id=7):
+    """Send one request and return the response body (after the correlation id)."""
+    conn.send(request(api_key, version, body, correlation_id=correlation_id))
+    frame = conn.recv_frame()
+    assert frame is not None, "the broker closed the connection"
+    assert frame[0] == correlation_id
+    return frame[1]
 
 
 def producer_batch(values, producer_id, epoch, base_sequence, transactional=False):

@@ -165,10 +165,20 @@ def raw_call(broker, api, version, body):
     return raw.call_once(broker.bootstrap, api, version, body)
 
 
+# Codes a client retries: the coordinator's partition is still loading or
+# moving (COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE,
+# NOT_COORDINATOR), as right after a broker start on a busy machine.
+RETRIABLE_COORDINATOR = (14, 15, 16)
+
+
 def init_pid(broker, transactional_id, timeout_ms=60000):
-    err, pid, epoch = raw.parse_init_producer_id_v0_response(
-        raw_call(broker, 22, 1, raw.init_producer_id_v0(transactional_id, timeout_ms)))
-    return err, pid, epoch
+    deadline = time.time() + 20
+    while True:
+        err, pid, epoch = raw.parse_init_producer_id_v0_response(
+            raw_call(broker, 22, 1, raw.init_producer_id_v0(transactional_id, timeout_ms)))
+        if err not in RETRIABLE_COORDINATOR or time.time() > deadline:
+            return err, pid, epoch
+        time.sleep(0.2)
 
 
 def add_partitions(broker, transactional_id, pid, epoch, topics):

@@ -511,8 +511,15 @@ impl ConsumerGroup {
         }
         match self.members.get(member_id) {
             None => E::UnknownMemberId.code(),
-            Some(m) if m.rec.epoch != epoch => E::StaleMemberEpoch.code(),
-            Some(_) => 0,
+            Some(m) if m.rec.epoch == epoch => 0,
+            // A commit racing the heartbeat response that moved the member to
+            // its new epoch (it gained partitions; revoked ones move only
+            // after the member acknowledged them, so its previous epoch's
+            // assignment is still its own). Kafka's KIP-1251 accepts such
+            // commits for the same reason; refusing them makes synchronous
+            // commits fail at every rebalance.
+            Some(m) if m.rec.previous_epoch > 0 && m.rec.previous_epoch == epoch => 0,
+            Some(_) => E::StaleMemberEpoch.code(),
         }
     }
 

@@ -208,6 +208,20 @@ fn epochs_are_checked_and_fenced() {
     );
     assert_eq!(s.g.check_member_epoch("zz", e), E::UnknownMemberId.code());
     assert_eq!(s.g.check_member_epoch("", -1), E::UnknownMemberId.code());
+    // After a rebalance moves "a" to a new epoch, a commit still carrying
+    // the previous one (in flight with the heartbeat) is accepted; older
+    // ones are stale.
+    s.join("b");
+    s.settle();
+    let (e2, _) = s.clients["a"].clone();
+    let prev = s.g.members["a"].rec.previous_epoch;
+    assert!(e2 > e && prev > 0, "a moved to a new epoch");
+    assert_eq!(s.g.check_member_epoch("a", e2), 0);
+    assert_eq!(s.g.check_member_epoch("a", prev), 0);
+    assert_eq!(
+        s.g.check_member_epoch("a", prev - 1),
+        E::StaleMemberEpoch.code()
+    );
 }
 
 #[test]
