@@ -252,13 +252,9 @@ impl PartitionManager {
             if !self.opening.write().insert(key.clone()) {
                 continue;
             }
-            let result = match self.storage.open_stream(w.stream, w.epoch).await {
-                Ok(stream) => crate::producer_state::load(&self.snapshots, &stream)
-                    .await
-                    .map(|producers| (stream, producers))
-                    .map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
+            let result =
+                crate::producer_state::open(&self.storage, &self.snapshots, w.stream, w.epoch)
+                    .await;
             self.opening.write().remove(&key);
             match result {
                 Ok((stream, producers)) => {

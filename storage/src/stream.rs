@@ -220,10 +220,12 @@ impl StreamHandle {
     /// against state only valid under the single-writer lock (Kafka's
     /// producer sequence checks). `build` may refuse the batch
     /// ([`TryAppendError::Rejected`], nothing appended) or return the payload
-    /// and a token; `commit` gets the token, still under the writer lock, only
-    /// once the record is queued to the WAL, so state updated there never
-    /// claims a batch that was not appended. (A WAL failure after that point
-    /// fails the whole stream: it must be reopened, and state rebuilt.)
+    /// and a token; `commit` gets the token, still under the writer lock, once
+    /// the record is accepted (offsets assigned, memory reserved) and before
+    /// it is handed to the WAL, so state updated there is in place before the
+    /// record can be durable or visible to readers. Only a WAL already shut
+    /// down refuses it after `commit` ([`AppendError::Closed`]); the stream
+    /// then takes no more appends and must be reopened, state rebuilt.
     pub async fn try_append_with<E, T, F, C>(
         &self,
         records: u32,
@@ -266,11 +268,18 @@ impl StreamHandle {
             permit: Some(permit),
         };
         st.offsets.lock().next = base + u64::from(records);
+        // Commit before the WAL has the record: once submitted it may be
+        // durable (and readers woken by the durable offset) at once, and a
+        // reader must find the state for it in place. A read_committed fetch
+        // woken between the two saw a transactional batch as stable before
+        // it was registered as an ongoing transaction (aborted reads).
+        commit(token);
         if self.shared.submit(record, tag).is_err() {
+            // The WAL is shut down: nothing more is appended to this stream,
+            // and reopening it rebuilds whatever `commit` recorded.
             st.offsets.lock().next = base;
             return Err(AppendError::Closed(st.id).into());
         }
-        commit(token);
         Ok(PendingAppend { stream: st.id, rx })
     }
 

@@ -6,7 +6,7 @@
 //! cold reads from objects after a restart, trim, close and reopen at a new
 //! epoch, fencing of the old owner, recovery of un-uploaded WAL data after a
 //! crash (including another node recovering an object WAL), wake-ups for
-//! long polls, and backpressure at the un-uploaded cap.
+//! long polls, `commit` before durability, and backpressure at the un-uploaded cap.
 
 mod support;
 
@@ -406,6 +406,38 @@ async fn wakes_long_polls(env: &Env) -> Result<()> {
     Ok(())
 }
 
+/// What `try_append_with`'s `commit` records (the broker's producer state:
+/// ongoing transactions, hence the last stable offset) is in place before
+/// the record can be durable: a read_committed fetch woken by the durable
+/// offset must find it. Here `commit` lingers; the record must not become
+/// durable meanwhile (it did when `commit` ran after the WAL hand-off).
+async fn commit_precedes_durability(env: &Env) -> Result<()> {
+    let st = env.storage("commit").await?;
+    let s = env.open(&st, 90).await?;
+    s.append(1, payload(90, 0)).await?.await?;
+    let mut durable_in_commit = None;
+    let pending = s
+        .try_append_with(
+            1,
+            |b| Ok::<_, ()>((payload(90, 1), b)),
+            |b| {
+                // Plenty for a 2 ms group commit to finish on another worker.
+                std::thread::sleep(Duration::from_millis(300));
+                durable_in_commit = Some(s.end_offset() > b);
+            },
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    pending.await?;
+    ensure!(
+        durable_in_commit == Some(false),
+        "the record was durable before commit had run"
+    );
+    ensure!(s.end_offset() == 2);
+    st.shutdown().await;
+    Ok(())
+}
+
 async fn backpressure_caps_unuploaded_bytes(env: &Env) -> Result<()> {
     let mut cfg = env.config("bp");
     cfg.max_unuploaded_bytes = 256 << 10;
@@ -441,6 +473,7 @@ async fn suite(env: Env) -> Result<()> {
     crash_recovery(&env).await?;
     another_node_recovers_object_wal(&env).await?;
     wakes_long_polls(&env).await?;
+    commit_precedes_durability(&env).await?;
     backpressure_caps_unuploaded_bytes(&env).await?;
     Ok(())
 }

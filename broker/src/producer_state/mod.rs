@@ -192,6 +192,31 @@ pub async fn load(
     Ok(p)
 }
 
+/// Open `stream` at `epoch` on `storage` and load its producer state. A
+/// failed load (an object-store error while replaying) releases the stream
+/// again: left open, every later attempt failed with "already open" until
+/// the broker restarted.
+pub async fn open(
+    storage: &skiff_storage::Storage,
+    store: &Arc<dyn ObjectStore>,
+    stream: skiff_common::StreamId,
+    epoch: skiff_common::StreamEpoch,
+) -> Result<(StreamHandle, PartitionProducers), String> {
+    let handle = storage
+        .open_stream(stream, epoch)
+        .await
+        .map_err(|e| e.to_string())?;
+    match load(store, &handle).await {
+        Ok(producers) => Ok((handle, producers)),
+        Err(e) => {
+            if let Err(c) = handle.close().await {
+                warn!(stream = stream.0, error = %c, "releasing a stream whose producer state did not load");
+            }
+            Err(e.to_string())
+        }
+    }
+}
+
 /// Snapshot a partition's producer state if the stream moved since the last
 /// one: the state is captured under the writer lock (consistent with an
 /// offset) and written once everything below that offset is durable. Also
@@ -248,3 +273,7 @@ async fn write_snapshot(
         Err(e) => warn!(stream = stream.id().0, error = %e, "writing producer-state snapshot"),
     }
 }
+
+#[cfg(test)]
+#[path = "open_tests.rs"]
+mod open_tests;
