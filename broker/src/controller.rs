@@ -13,7 +13,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use skiff_common::BrokerId;
+use skiff_common::{BrokerId, StreamEpoch};
 use skiff_metadata::command::{
     BrokerState, Command, CommandError, Listener, Output, PartitionState,
 };
@@ -103,7 +103,11 @@ async fn place_once(broker: &Broker) {
     if live.is_empty() {
         return;
     }
-    let work: Vec<(String, u32, BrokerId)> = broker.cluster.read(|s| {
+    // Each placement carries the epoch seen here: a partition placed in the
+    // meantime (by the request that created its topic) has a newer epoch and
+    // the compare-and-set refuses a second placement, which would close and
+    // reopen it at once (and drop a group coordinator's state mid-join).
+    let work: Vec<(String, u32, BrokerId, StreamEpoch)> = broker.cluster.read(|s| {
         let mut out = Vec::new();
         let mut rr = 0usize;
         for t in s.topics.values() {
@@ -122,13 +126,13 @@ async fn place_once(broker: &Broker) {
                         live[(i + rr) % live.len()]
                     }
                 };
-                out.push((t.name.clone(), i as u32, target));
+                out.push((t.name.clone(), i as u32, target, p.epoch));
             }
         }
         out
     });
-    for (topic, partition, target) in work {
-        match topics::assign(broker, &topic, partition, target).await {
+    for (topic, partition, target, seen) in work {
+        match topics::assign(broker, &topic, partition, target, Some(seen)).await {
             Ok(()) => debug!(topic, partition, broker = target.0, "placed partition"),
             Err(e) => debug!(topic, partition, error = %e.message, "placement failed; will retry"),
         }

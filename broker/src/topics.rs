@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use skiff_common::BrokerId;
+use skiff_common::{BrokerId, StreamEpoch};
 use skiff_metadata::command::{BrokerState, Command, Output};
 use skiff_metadata::state::ClusterState;
 use skiff_wire::kafka_protocol::error::ResponseError;
@@ -179,21 +179,31 @@ pub async fn place_partitions(
         return;
     }
     let start = (crate::cluster::now_ms() as usize) % live.len();
+    // The epochs now, before any placement: if the controller's sweep places
+    // one first, the compare-and-set refuses ours instead of placing it twice.
+    let seen: Vec<Option<StreamEpoch>> = broker.cluster.read(|s: &ClusterState| {
+        (0..owners.len())
+            .map(|i| s.partition(topic, first + i as u32).map(|p| p.epoch))
+            .collect()
+    });
     for (i, owner) in owners.iter().enumerate() {
         let partition = first + i as u32;
         let target = owner.unwrap_or(live[(start + partition as usize) % live.len()]);
-        if let Err(e) = assign(broker, topic, partition, target).await {
+        if let Err(e) = assign(broker, topic, partition, target, seen[i]).await {
             warn!(topic, partition, broker = target.0, error = %e.message, "could not place partition");
         }
     }
 }
 
-/// Open `topic-partition` on `target` (bumping its epoch).
+/// Open `topic-partition` on `target` (bumping its epoch), provided its
+/// epoch is still `seen` (the epoch at which the caller decided to place it;
+/// `None`: the current one).
 pub async fn assign(
     broker: &Broker,
     topic: &str,
     partition: u32,
     target: BrokerId,
+    seen: Option<StreamEpoch>,
 ) -> Result<(), KafkaError> {
     let (epoch, current) = broker.cluster.read(|s: &ClusterState| {
         (
@@ -201,6 +211,7 @@ pub async fn assign(
             s.partition(topic, partition).map(|p| p.epoch),
         )
     });
+    let current = seen.or(current);
     let epoch = epoch.ok_or_else(|| {
         err(
             ResponseError::BrokerNotAvailable,
