@@ -5,6 +5,7 @@ bad group requests."""
 import json
 import struct
 import subprocess
+import threading
 import time
 import uuid
 
@@ -97,32 +98,53 @@ def test_kafka_python_group_consumers(gbroker, topic_name):
             session_timeout_ms=6000, heartbeat_interval_ms=500,
         )
 
-    a, b = kc(), kc()
-    seen = []
+    # One thread per consumer, as applications run them: kafka-python's
+    # poll() blocks while its JoinGroup waits for the rest of the group, so
+    # polling two consumers from one loop can stall a rebalance that needs
+    # the other one to rejoin (until the 5-minute rebalance timeout).
+    seen, lock = [], threading.Lock()
+
+    class Loop:
+        def __init__(self):
+            self.c = kc()
+            self.stop = threading.Event()
+            self.t = threading.Thread(target=self.run, daemon=True)
+            self.t.start()
+
+        def run(self):
+            while not self.stop.is_set():
+                for tp, msgs in self.c.poll(timeout_ms=100).items():
+                    with lock:
+                        seen.extend((m.partition, m.offset) for m in msgs)
+                    self.c.commit()
+
+        def assigned(self):
+            return len(self.c.assignment())
+
+        def close(self):
+            self.stop.set()
+            self.t.join(30)
+            self.c.close()
+
+    def wait_for(cond, timeout=60):
+        deadline = time.time() + timeout
+        while time.time() < deadline and not cond():
+            time.sleep(0.1)
+        return cond()
+
+    a, b = Loop(), Loop()
     try:
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            for c in (a, b):
-                for tp, msgs in c.poll(timeout_ms=100).items():
-                    seen += [(m.partition, m.offset) for m in msgs]
-                    c.commit()
-            if set(seen) >= expected and len(a.assignment()) == 3 and len(b.assignment()) == 3:
-                break
-        assert len(a.assignment()) + len(b.assignment()) == 6
-        assert set(seen) >= expected
+        assert wait_for(lambda: set(seen) >= expected and a.assigned() == 3 and b.assigned() == 3), \
+            f"assignments {a.assigned()}+{b.assigned()}, seen {len(set(seen))}/{len(expected)}"
         b.close()
         expected |= set(fill(gbroker, topic_name, 6, 10, start=10))
-        deadline = time.time() + 60
-        while time.time() < deadline and not (set(seen) >= expected and len(a.assignment()) == 6):
-            for tp, msgs in a.poll(timeout_ms=100).items():
-                seen += [(m.partition, m.offset) for m in msgs]
-                a.commit()
-        assert len(a.assignment()) == 6
-        assert set(seen) == expected
-        assert len(seen) == len(set(seen)), "a message was consumed twice"
+        assert wait_for(lambda: set(seen) >= expected and a.assigned() == 6), \
+            f"after b left: {a.assigned()} assigned to a, seen {len(set(seen))}/{len(expected)}"
+        with lock:
+            assert set(seen) == expected
+            assert len(seen) == len(set(seen)), "a message was consumed twice"
     finally:
         a.close()
-
 
 def test_committed_offsets_survive_kill9(gbroker, topic_name):
     create_topic(gbroker, topic_name, partitions=3)
