@@ -16,6 +16,7 @@ from kafka_raw import (
 PRODUCE, INIT_PRODUCER_ID = 0, 22
 OUT_OF_ORDER_SEQUENCE_NUMBER = 45
 INVALID_PRODUCER_EPOCH = 47
+UNKNOWN_PRODUCER_ID = 59
 INVALID_RECORD = 87
 
 KILLS = int(os.environ.get("SKIFF_IDEMPOTENCE_KILLS", "3"))
@@ -125,8 +126,12 @@ def test_sequence_rules_over_the_wire(broker, topic_name):
     # a gap
     err, _ = produce(conn, topic_name, producer_batch([b"x"], pid, 0, 9))
     assert err == OUT_OF_ORDER_SEQUENCE_NUMBER
-    # an unknown producer id is accepted at any sequence (KIP-360)
-    assert produce(conn, topic_name, producer_batch([b"e"], 10**12, 0, 17)) == (0, 4)
+    # an unknown producer id must start at sequence 0: a later one would
+    # acknowledge a gap (librdkafka then treats the unwritten batches before
+    # it as delivered), so it gets UNKNOWN_PRODUCER_ID and the client bumps
+    err, _ = produce(conn, topic_name, producer_batch([b"x"], 10**12, 0, 17))
+    assert err == UNKNOWN_PRODUCER_ID
+    assert produce(conn, topic_name, producer_batch([b"e"], 10**12, 0, 0)) == (0, 4)
     # a new epoch must start at 0; then the old epoch is fenced
     err, _ = produce(conn, topic_name, producer_batch([b"x"], pid, 1, 4))
     assert err == OUT_OF_ORDER_SEQUENCE_NUMBER

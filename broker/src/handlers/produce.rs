@@ -105,6 +105,10 @@ enum Admitted {
     Failed {
         error: KafkaError,
         record_errors: Vec<(i32, String)>,
+        /// The partition's log start offset, for refusals by producer state:
+        /// the Java client needs it to act on UNKNOWN_PRODUCER_ID (Kafka
+        /// sends it with those errors too); -1 otherwise.
+        log_start_offset: i64,
     },
 }
 
@@ -119,6 +123,7 @@ impl Admitted {
         Admitted::Failed {
             error,
             record_errors: vec![],
+            log_start_offset: -1,
         }
     }
 
@@ -142,7 +147,7 @@ impl Admitted {
                     .with_base_offset(base as i64)
                     .with_log_append_time_ms(log_append_time)
                     .with_log_start_offset(partition.log_start_offset()),
-                Err(e) => fail(r, append_error(&e), vec![]),
+                Err(e) => fail(r, append_error(&e), vec![], -1),
             },
             Admitted::Duplicate { partition, meta } => {
                 // The original may still be on its way to the WAL.
@@ -162,13 +167,15 @@ impl Admitted {
                             "the partition closed before the original batch was durable",
                         ),
                         vec![],
+                        -1,
                     )
                 }
             }
             Admitted::Failed {
                 error,
                 record_errors,
-            } => fail(r, error, record_errors),
+                log_start_offset,
+            } => fail(r, error, record_errors, log_start_offset),
         }
     }
 }
@@ -177,12 +184,13 @@ fn fail(
     r: PartitionProduceResponse,
     e: KafkaError,
     record_errors: Vec<(i32, String)>,
+    log_start_offset: i64,
 ) -> PartitionProduceResponse {
     r.with_error_code(e.code())
         .with_error_message(Some(StrBytes::from_string(e.message)))
         .with_base_offset(-1)
         .with_log_append_time_ms(-1)
-        .with_log_start_offset(-1)
+        .with_log_start_offset(log_start_offset)
         .with_record_errors(
             record_errors
                 .into_iter()
@@ -242,6 +250,7 @@ async fn admit_partition(
                         "Timestamp is out of the range allowed by message.timestamp.before/after.max.ms",
                     ),
                     record_errors: vec![(0, "timestamp out of range".into())],
+                    log_start_offset: -1,
                 };
             }
             -1
@@ -296,7 +305,11 @@ async fn admit_partition(
                 })
                 .inc();
             debug!(topic, partition = index, error = %e.message, "refused producer batch");
-            return Admitted::failed(e);
+            return Admitted::Failed {
+                error: e,
+                record_errors: vec![],
+                log_start_offset: partition.log_start_offset(),
+            };
         }
     };
     match pending {
@@ -353,6 +366,7 @@ fn batch_failure(e: skiff_wire::records::BatchError) -> Admitted {
             .map(|i| vec![(i as i32, e.to_string())])
             .unwrap_or_default(),
         error: KafkaError::new(code, e.to_string()),
+        log_start_offset: -1,
     }
 }
 
@@ -379,6 +393,7 @@ fn error_response(req: ProduceRequest, code: ResponseError, msg: &str) -> Produc
                                 PartitionProduceResponse::default().with_index(p.index),
                                 KafkaError::new(code, msg),
                                 vec![],
+                                -1,
                             )
                         })
                         .collect(),

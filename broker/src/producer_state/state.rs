@@ -11,9 +11,16 @@
 //!   by it for produce responses in 2.7).
 //! - A newer epoch must start at sequence 0, unless the producer is unknown.
 //! - The same epoch must continue at last sequence + 1 (0 after `i32::MAX`),
-//!   else OUT_OF_ORDER_SEQUENCE_NUMBER. An unknown producer (no entry: never
-//!   seen, expired, or its data deleted) is accepted at any sequence, as Kafka
-//!   does since KIP-360.
+//!   else OUT_OF_ORDER_SEQUENCE_NUMBER.
+//! - An unknown producer (no entry: never seen, expired, or evicted) must
+//!   start at sequence 0, else UNKNOWN_PRODUCER_ID: Kafka 0.11-2.4's rule,
+//!   not KIP-360's "any sequence". Accepting a later sequence acknowledges a
+//!   gap: when a producer's first batch to a partition is refused outright
+//!   (say while the partition opens) and its pipelined successor is accepted,
+//!   librdkafka marks the first as delivered (an "implicit ack") although it
+//!   was never written. Both librdkafka and the Java client answer
+//!   UNKNOWN_PRODUCER_ID by bumping their epoch and resending from sequence 0
+//!   when that cannot duplicate anything.
 //! - A transactional batch starts a transaction on the partition if none is
 //!   ongoing; a non-transactional batch during one is INVALID_TXN_STATE.
 //! - A marker from an older producer epoch is INVALID_PRODUCER_EPOCH, from an
@@ -178,6 +185,15 @@ impl ProducerStates {
     /// Check a client's data batch (no state change).
     pub fn check_data(&self, b: &BatchInfo) -> Result<Check, KafkaError> {
         let Some(entry) = self.producers.get(&b.producer_id) else {
+            if b.first_seq != 0 {
+                return Err(KafkaError::new(
+                    ResponseError::UnknownProducerId,
+                    format!(
+                        "producer {} is unknown on this partition and starts at sequence {}, not 0",
+                        b.producer_id, b.first_seq
+                    ),
+                ));
+            }
             return Ok(Check::Append);
         };
         if entry.epoch == b.epoch {
@@ -358,7 +374,7 @@ impl ProducerStates {
 
     /// Keep at most `max` producers: evict the least recently written ones
     /// without an ongoing transaction (they become unknown producers, whose
-    /// next batch is accepted at any sequence).
+    /// next batch must start at sequence 0, else UNKNOWN_PRODUCER_ID, and the client bumps its epoch).
     pub fn bound(&mut self, max: usize) -> usize {
         if self.producers.len() <= max {
             return 0;

@@ -52,8 +52,13 @@ fn sequences_duplicates_and_gaps() {
     s.apply_data(&batch(7, 1, 0, 1), 105, 2);
     // the old epoch is fenced, even its duplicates
     assert_eq!(code(s.check_data(&b1)), ResponseError::InvalidProducerEpoch);
-    // an unknown producer is accepted at any sequence (KIP-360)
-    assert_eq!(s.check_data(&batch(8, 3, 42, 1)), Ok(Check::Append));
+    // an unknown producer starts at sequence 0, any epoch
+    assert_eq!(s.check_data(&batch(8, 3, 0, 1)), Ok(Check::Append));
+    // a later sequence would acknowledge a gap: UNKNOWN_PRODUCER_ID
+    assert_eq!(
+        code(s.check_data(&batch(8, 3, 42, 1))),
+        ResponseError::UnknownProducerId
+    );
 }
 
 #[test]
