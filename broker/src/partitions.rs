@@ -216,6 +216,10 @@ impl PartitionManager {
     }
 
     /// One pass: close what is no longer ours (or changed epoch), open what is.
+    /// A partition whose stream failed (a WAL write error, e.g. a full disk)
+    /// is closed and opened again at the same epoch: the close commits its
+    /// durable data, the reopen continues after it and rebuilds the producer
+    /// state, so it takes writes again once the WAL can write.
     pub async fn reconcile(&self) {
         let wanted = self.wanted();
         let to_close: Vec<(TopicPartition, Arc<Partition>)> = self
@@ -223,9 +227,10 @@ impl PartitionManager {
             .read()
             .iter()
             .filter(|(k, p)| {
-                wanted
-                    .get(*k)
-                    .is_none_or(|w| w.epoch != p.stream.epoch() || w.stream != p.stream.id())
+                p.stream.is_failed()
+                    || wanted
+                        .get(*k)
+                        .is_none_or(|w| w.epoch != p.stream.epoch() || w.stream != p.stream.id())
             })
             .map(|(k, p)| (k.clone(), p.clone()))
             .collect();

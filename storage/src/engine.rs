@@ -408,4 +408,11 @@ impl WalSink<AppendTag> for Shared {
             let _ = tag.ack.send(Err(AppendError::Wal(err.clone())));
         }
     }
+
+    fn admit(&self, tag: &AppendTag) -> bool {
+        matches!(
+            tag.stream.offsets.lock().status,
+            Status::Open | Status::Closing
+        )
+    }
 }

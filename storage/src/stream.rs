@@ -169,6 +169,13 @@ impl StreamHandle {
         self.state.offsets.lock().durable
     }
 
+    /// A WAL write of this stream failed: it takes no more appends, and the
+    /// owner should close it (which commits its durable data) and open it
+    /// again, which continues after the last durable offset.
+    pub fn is_failed(&self) -> bool {
+        matches!(self.state.offsets.lock().status, Status::Failed(_))
+    }
+
     /// One past the last offset committed in objects.
     pub fn committed_offset(&self) -> u64 {
         self.state.offsets.lock().committed

@@ -333,14 +333,57 @@ impl<T: Send + 'static> Writer<T> {
             self.sink.failed(group.entries, err.clone());
             return;
         }
+        let group = self.admitted(group);
+        if group.entries.is_empty() {
+            return;
+        }
         match self.write(&group) {
             Ok(()) => self.sink.durable(group.entries, self.pos),
             Err(err) => {
-                tracing::error!(%err, "file WAL write failed; refusing further writes");
-                self.poisoned = Some(err.clone());
+                match self.cut_back() {
+                    Ok(()) => tracing::error!(
+                        %err,
+                        "file WAL write failed: its appends are refused, the segment is cut back to its last durable record, and writing goes on"
+                    ),
+                    Err(cut) => {
+                        tracing::error!(%err, %cut, "file WAL write failed and the segment could not be cut back; refusing further writes until restart");
+                        self.poisoned = Some(err.clone());
+                    }
+                }
                 self.sink.failed(group.entries, err);
             }
         }
+    }
+
+    /// The group without the records the sink no longer admits (their
+    /// stream failed or closed since they were queued); those are refused.
+    fn admitted(&self, group: Group<T>) -> Group<T> {
+        let (keep, refuse): (Vec<_>, Vec<_>) = group
+            .entries
+            .into_iter()
+            .partition(|(_, tag)| self.sink.admit(tag));
+        if !refuse.is_empty() {
+            self.sink.failed(refuse, WalError::StreamStopped);
+        }
+        let mut out = Group::new();
+        for (r, t) in keep {
+            out.push(r, t);
+        }
+        out
+    }
+
+    /// After a failed write: drop whatever part of the group reached the
+    /// segment (cut the file back to `seg_len`, the end of the last durable
+    /// record, and sync that), so the next group starts right after durable
+    /// data. Records acknowledged before are below the cut and were synced.
+    fn cut_back(&mut self) -> Result<(), WalError> {
+        use std::io::{Seek, SeekFrom};
+        let path = segment_path(&self.dir, self.pos - self.seg_len);
+        let io = |e| WalError::io(path.display(), e);
+        self.file.set_len(self.seg_len).map_err(io)?;
+        self.file.seek(SeekFrom::Start(self.seg_len)).map_err(io)?;
+        self.alloc_len = self.seg_len;
+        self.file.sync_all().map_err(io)
     }
 
     fn write(&mut self, group: &Group<T>) -> Result<(), WalError> {

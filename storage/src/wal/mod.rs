@@ -31,9 +31,10 @@ pub use record::WalRecord;
 /// Errors of the WAL.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum WalError {
-    /// A local write or fsync failed. The file WAL stops taking writes after
-    /// it (a failed fsync leaves the page cache in an unknown state); the
-    /// node must restart and recover.
+    /// A local write or fsync failed (a full disk, an I/O error). The file
+    /// WAL refuses the group, cuts its segment back to the last durable
+    /// record and goes on; only if that cut fails does it refuse every later
+    /// write (the node must then restart and recover).
     #[error("WAL I/O error on {path}: {message}")]
     Io { path: String, message: String },
     /// A record before the tail does not decode: start-up stops rather than
@@ -44,6 +45,10 @@ pub enum WalError {
         position: u64,
         reason: String,
     },
+    /// The record's stream stopped taking appends (an earlier record of it
+    /// failed, or it closed) before the record was written.
+    #[error("the stream stopped taking appends before this record was written")]
+    StreamStopped,
     /// The object store failed (object WAL), or the WAL is shut down.
     #[error("WAL object store error: {0}")]
     Store(String),
@@ -66,6 +71,11 @@ pub(crate) trait WalSink<T>: Send + Sync + 'static {
     fn durable(&self, group: Vec<(WalRecord, T)>, end_pos: u64);
     /// `group` could not be written; its appends fail with `err`.
     fn failed(&self, group: Vec<(WalRecord, T)>, err: WalError);
+    /// Whether a queued record may still be written. False once its stream
+    /// stopped taking appends (an earlier record of it failed, or it
+    /// closed): written after a failed record, it would leave a hole in
+    /// its stream's offsets in the WAL. Refused records go to `failed`.
+    fn admit(&self, tag: &T) -> bool;
 }
 
 /// A recovered group: records read back from the WAL and the position that
