@@ -128,8 +128,12 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
     let built = skiff_storage::store::build_store(&config.object_store, &config.data_dir)
         .context("object store")?;
     let catalog = Arc::new(MetadataCatalog::new(cluster.clone()));
+    let mut storage_config = config.storage.clone();
+    storage_config
+        .block_cache
+        .resolve_disk_tier(config.object_store.is_local());
     let storage = Arc::new(
-        Storage::open(config.storage.clone(), built.store.clone(), catalog.clone())
+        Storage::open(storage_config, built.store.clone(), catalog.clone())
             .await
             .context("storage failed to open")?,
     );

@@ -125,7 +125,7 @@ fn catch_up_reads(c: &mut Criterion) {
     let cache_dir = tempfile::tempdir().expect("tempdir");
     let config = BlockCacheConfig {
         memory_bytes: 256 << 20,
-        disk_bytes: 512 << 20,
+        disk_bytes: Some(512 << 20),
         disk_region_bytes: 16 << 20,
         ..BlockCacheConfig::default()
     };

@@ -25,6 +25,9 @@ use skiff_common::ObjectId;
 
 use crate::object::ObjectIndex;
 
+/// The disk tier's size when objects are remote and nothing else is said.
+pub const DEFAULT_DISK_BYTES: usize = 1 << 30;
+
 /// Sizes of the block cache. Embedded in the storage config as `[block_cache]`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -32,8 +35,12 @@ pub struct BlockCacheConfig {
     /// Bytes of object blocks kept in memory. Default 64 MiB.
     pub memory_bytes: usize,
     /// Bytes of object blocks kept on local disk (the second tier). 0 turns
-    /// the disk tier off. Default 1 GiB.
-    pub disk_bytes: usize,
+    /// the disk tier off. Unset: [`DEFAULT_DISK_BYTES`] for a remote object
+    /// store; whoever knows the store decides ([`Self::resolve_disk_tier`]):
+    /// the broker turns the tier off when objects are on the local file
+    /// system, where it would only copy what the disk already holds (and a
+    /// catch-up read would write every block it reads a second time).
+    pub disk_bytes: Option<usize>,
     /// Directory of the disk tier. Default: `<data dir>/block-cache`, chosen
     /// by whoever builds the cache ([`BlockCache::open`] takes the default).
     pub disk_dir: Option<PathBuf>,
@@ -54,7 +61,7 @@ impl Default for BlockCacheConfig {
     fn default() -> Self {
         Self {
             memory_bytes: 64 << 20,
-            disk_bytes: 1 << 30,
+            disk_bytes: None,
             disk_dir: None,
             disk_region_bytes: 16 << 20,
             index_bytes: 16 << 20,
@@ -77,9 +84,24 @@ impl BlockCacheConfig {
     pub fn memory_only(memory_bytes: usize) -> Self {
         Self {
             memory_bytes,
-            disk_bytes: 0,
+            disk_bytes: Some(0),
             ..Self::default()
         }
+    }
+
+    /// Fill an unset `disk_bytes`: [`DEFAULT_DISK_BYTES`] when objects are
+    /// remote, 0 (no disk tier) when they already are on local storage.
+    pub fn resolve_disk_tier(&mut self, objects_are_local: bool) {
+        self.disk_bytes.get_or_insert(if objects_are_local {
+            0
+        } else {
+            DEFAULT_DISK_BYTES
+        });
+    }
+
+    /// The disk tier's size (unset counts as [`DEFAULT_DISK_BYTES`]).
+    pub fn disk_tier_bytes(&self) -> usize {
+        self.disk_bytes.unwrap_or(DEFAULT_DISK_BYTES)
     }
 
     /// Check the sizes are usable.
@@ -96,11 +118,12 @@ impl BlockCacheConfig {
         if self.index_bytes < (64 << 10) {
             return err("index_bytes", "must be at least 64 KiB");
         }
-        if self.disk_bytes > 0 {
+        let disk_bytes = self.disk_tier_bytes();
+        if disk_bytes > 0 {
             if self.disk_region_bytes < (64 << 10) {
                 return err("disk_region_bytes", "must be at least 64 KiB");
             }
-            if self.disk_bytes < self.disk_region_bytes.saturating_mul(4) {
+            if disk_bytes < self.disk_region_bytes.saturating_mul(4) {
                 return err("disk_bytes", "must hold at least 4 regions (or be 0)");
             }
         }
@@ -208,7 +231,7 @@ impl BlockCache {
             .memory(config.memory_bytes)
             .with_weighter(|_k: &BlockKey, v: &Bytes| v.len() + 64)
             .storage();
-        let blocks = if config.disk_bytes > 0 {
+        let blocks = if config.disk_tier_bytes() > 0 {
             let dir = config
                 .disk_dir
                 .clone()
@@ -218,7 +241,7 @@ impl BlockCache {
                 source,
             };
             let device = FsDeviceBuilder::new(&dir)
-                .with_capacity(config.disk_bytes)
+                .with_capacity(config.disk_tier_bytes())
                 .build()
                 .map_err(disk)?;
             builder

@@ -24,7 +24,7 @@
 //! let dir = tempfile::tempdir()?;
 //! let mut config = StorageConfig::default();
 //! config.data_dir = dir.path().to_path_buf();
-//! config.block_cache.disk_bytes = 0;
+//! config.block_cache.disk_bytes = Some(0);
 //! let catalog = Arc::new(InMemoryCatalog::new());
 //! let store = Arc::new(object_store::memory::InMemory::new());
 //! let storage = Storage::open(config, store, catalog.clone()).await?;

@@ -48,7 +48,7 @@ async fn disk_tier_serves_blocks_evicted_from_memory() -> Result<()> {
     let slice = one_object(store.as_ref()).await?;
     let config = BlockCacheConfig {
         memory_bytes: 8 << 20,
-        disk_bytes: 16 << 20,
+        disk_bytes: Some(16 << 20),
         disk_region_bytes: 1 << 20,
         readahead_bytes: 0,
         ..BlockCacheConfig::default()

@@ -158,6 +158,15 @@ impl ObjectStoreConfig {
         }
     }
 
+    /// Objects are on this machine (the local file system or memory), so a
+    /// local-disk block cache in front of them would only duplicate them.
+    pub fn is_local(&self) -> bool {
+        matches!(
+            self.backend(Path::new("/")),
+            Ok(Backend::File(_) | Backend::Memory)
+        )
+    }
+
     /// Check the settings are usable.
     pub fn validate(&self) -> Result<(), StoreConfigError> {
         self.backend(Path::new("/"))?;
