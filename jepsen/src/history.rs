@@ -23,6 +23,10 @@
 //! * `final_read`: a reader that consumed `partitions` from the beginning up to
 //!   their `end_offsets` (high watermarks fetched after the workload stopped).
 //!   `ok` means every partition listed reached its end offset.
+//! * `batch_headers`: after the final read, the producer id, epoch and
+//!   sequence of the record at every stored offset (`headers`), read with raw
+//!   Fetch requests; the checker tells broker duplicates from client re-sends
+//!   under a new producer epoch with them.
 //! * `nemesis`: a fault injected or healed; `error` holds its description. The
 //!   checker ignores these; they make the history readable.
 //!
@@ -57,6 +61,9 @@ pub enum F {
     Poll,
     Assign,
     FinalRead,
+    /// The producer fields of every stored record, read raw after the final
+    /// read (see `workload::headers`).
+    BatchHeaders,
     Nemesis,
 }
 
@@ -110,6 +117,28 @@ impl ReadRec {
     }
 }
 
+/// The producer fields of the stored record at one offset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeaderRec {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    /// -1 for a producer without idempotence.
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    /// The record's sequence (the batch's base sequence plus its offset delta).
+    pub sequence: i32,
+}
+
+impl HeaderRec {
+    pub fn partition(&self) -> Partition {
+        Partition {
+            topic: self.topic.clone(),
+            partition: self.partition,
+        }
+    }
+}
+
 /// The high watermark a final read had to reach for one partition.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EndOffset {
@@ -141,6 +170,9 @@ pub struct Op {
     /// `final_read`: the high watermark per partition it had to reach.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub end_offsets: Vec<EndOffset>,
+    /// `batch_headers`: producer id, epoch and sequence per stored offset.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<HeaderRec>,
     /// `send`: the producer had `enable.idempotence=true`. Without it, a
     /// retried send may legitimately be written twice (at-least-once).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -165,6 +197,7 @@ impl Op {
             reads: Vec::new(),
             partitions: Vec::new(),
             end_offsets: Vec::new(),
+            headers: Vec::new(),
             idempotent: false,
             read_committed: false,
             error: None,

@@ -191,6 +191,7 @@ pub async fn run(cfg: &RunConfig) -> anyhow::Result<RunOutcome> {
     );
     tokio::time::sleep(cfg.recovery).await;
     let final_read_complete = workload::final_read(&wcfg, &rec).await;
+    workload::headers::record_batch_headers(&wcfg, &rec).await;
     let history = rec.finish().context("writing history.jsonl")?;
     harness.cluster.stop_all(Duration::from_secs(10)).await?;
 

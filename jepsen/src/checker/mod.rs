@@ -19,7 +19,7 @@
 //! |---|---|
 //! | lost | acked, but absent from a complete final read (or below the point an incomplete one reached) |
 //! | unseen | acked, never read, and the final read of its partition did not finish |
-//! | duplicate | one value at two (partition, offset) places; `info` sends too: they may appear, never twice. Sends of non-idempotent producers are exempt (at-least-once retries) and only counted |
+//! | duplicate | one value at two (partition, offset) places; `info` sends too: they may appear, never twice. Sends of non-idempotent producers are exempt (at-least-once retries) and only counted; so are copies that the stored batch headers (`batch_headers`) show under distinct producer ids or epochs each: the client re-sent them under a new epoch, which Kafka's deduplication does not cover (reported as `resent`) |
 //! | inconsistent_offset | two values at one (partition, offset) |
 //! | non_monotonic | a poll stream's offset did not increase |
 //! | skipped | a poll stream jumped over an offset where some read saw a record it should see |
@@ -36,7 +36,9 @@ mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-pub use report::{Anomaly, AnomalyKind, Counts, Coverage, Report, Sighting};
+pub use report::{
+    Anomaly, AnomalyKind, Counts, Coverage, Report, Resent, Sighting, StoredProducer,
+};
 
 use crate::history::{F, Op, OpType, Partition, ReadRec, SendRec};
 
@@ -58,12 +60,12 @@ pub fn check(history: &[Op]) -> Report {
     let mut c = Checker::default();
     c.collect(history);
     let mut anomalies = Vec::new();
-    c.duplicates(&mut anomalies);
+    let resent = c.duplicates(&mut anomalies);
     c.inconsistent(&mut anomalies);
     c.streams(history, &mut anomalies);
     c.aborted(&mut anomalies);
     let coverage = c.final_reads(&mut anomalies);
-    Report::new(c.counts, anomalies, coverage)
+    Report::new(c.counts, anomalies, resent, coverage)
 }
 
 #[derive(Default)]
@@ -81,6 +83,8 @@ struct Checker {
     /// Partitions any op mentioned.
     partitions: BTreeSet<Partition>,
     finals: BTreeMap<Partition, FinalState>,
+    /// Producer fields stored at each offset (`batch_headers`).
+    stored: HashMap<(Partition, i64), StoredProducer>,
 }
 
 #[derive(Default)]
@@ -119,6 +123,19 @@ impl Checker {
                         self.counts.records_polled += op.reads.len();
                     }
                     F::FinalRead => self.final_read(op),
+                    F::BatchHeaders => {
+                        for h in &op.headers {
+                            self.counts.headers += 1;
+                            self.stored.insert(
+                                (h.partition(), h.offset),
+                                StoredProducer {
+                                    id: h.producer_id,
+                                    epoch: h.producer_epoch,
+                                    sequence: h.sequence,
+                                },
+                            );
+                        }
+                    }
                     _ => {}
                 }
                 for r in &op.reads {
@@ -214,7 +231,9 @@ impl Checker {
         }
     }
 
-    fn duplicates(&mut self, out: &mut Vec<Anomaly>) {
+    /// Reports duplicates; returns the values re-sent under a new epoch.
+    fn duplicates(&mut self, out: &mut Vec<Anomaly>) -> Vec<Resent> {
+        let mut resent = Vec::new();
         for (value, places) in &self.seen_at {
             if places.len() > 1 {
                 // Kafka's at-least-once: a non-idempotent producer's retry
@@ -223,20 +242,32 @@ impl Checker {
                     self.counts.duplicates_non_idempotent += 1;
                     continue;
                 }
-                out.push(Anomaly::Duplicate {
-                    value: *value,
-                    sightings: places
-                        .iter()
-                        .map(|((p, o), op)| Sighting {
-                            partition: p.clone(),
-                            offset: *o,
-                            op: *op,
-                        })
-                        .collect(),
-                    write_op: self.writes.get(value).map(|w| w.op),
-                });
+                let sightings: Vec<Sighting> = places
+                    .iter()
+                    .map(|((p, o), op)| Sighting {
+                        partition: p.clone(),
+                        offset: *o,
+                        op: *op,
+                        producer: self.stored.get(&(p.clone(), *o)).copied(),
+                    })
+                    .collect();
+                let write_op = self.writes.get(value).map(|w| w.op);
+                if distinct_producer_epochs(&sightings) {
+                    resent.push(Resent {
+                        value: *value,
+                        sightings,
+                        write_op,
+                    });
+                } else {
+                    out.push(Anomaly::Duplicate {
+                        value: *value,
+                        sightings,
+                        write_op,
+                    });
+                }
             }
         }
+        resent
     }
 
     fn inconsistent(&self, out: &mut Vec<Anomaly>) {
@@ -395,4 +426,14 @@ impl Checker {
             })
             .collect()
     }
+}
+
+/// Every copy's stored batch header is known and no two copies share a
+/// producer id and epoch: a client re-send, not a broker duplicate.
+fn distinct_producer_epochs(sightings: &[Sighting]) -> bool {
+    let mut seen = BTreeSet::new();
+    sightings.iter().all(|s| {
+        s.producer
+            .is_some_and(|p| p.id >= 0 && seen.insert((p.id, p.epoch)))
+    })
 }

@@ -28,6 +28,50 @@ pub struct Sighting {
     pub partition: Partition,
     pub offset: i64,
     pub op: u64,
+    /// The producer fields stored at that offset, when the run read them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub producer: Option<StoredProducer>,
+}
+
+/// The producer fields of a stored record (its batch header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct StoredProducer {
+    pub id: i64,
+    pub epoch: i16,
+    pub sequence: i32,
+}
+
+impl std::fmt::Display for StoredProducer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "pid {} epoch {} seq {}",
+            self.id, self.epoch, self.sequence
+        )
+    }
+}
+
+/// A value an idempotent client sent again under another producer id or
+/// epoch: every copy has its own `(producer id, epoch)`. Kafka deduplicates
+/// within one producer id and epoch only, so no broker can recognise these;
+/// librdkafka does it after a message timeout (drain and bump). Reported,
+/// not an anomaly.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resent {
+    pub value: u64,
+    pub sightings: Vec<Sighting>,
+    pub write_op: Option<u64>,
+}
+
+fn places(sightings: &[Sighting]) -> String {
+    sightings
+        .iter()
+        .map(|s| match &s.producer {
+            Some(p) => format!("{}@{} (op {}, {p})", s.partition, s.offset, s.op),
+            None => format!("{}@{} (op {})", s.partition, s.offset, s.op),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// One anomaly; `op`/`ops` fields are history indices.
@@ -137,13 +181,7 @@ impl Anomaly {
             ),
             Anomaly::Duplicate {
                 value, sightings, ..
-            } => {
-                let at: Vec<String> = sightings
-                    .iter()
-                    .map(|s| format!("{}@{} (op {})", s.partition, s.offset, s.op))
-                    .collect();
-                format!("duplicate: value {value} at {}", at.join(", "))
-            }
+            } => format!("duplicate: value {value} at {}", places(sightings)),
             Anomaly::InconsistentOffset {
                 partition,
                 offset,
@@ -222,6 +260,9 @@ pub struct Counts {
     /// Kafka's at-least-once semantics, so not an anomaly.
     #[serde(default)]
     pub duplicates_non_idempotent: usize,
+    /// Records whose producer fields the run read (`batch_headers`).
+    #[serde(default)]
+    pub headers: usize,
 }
 
 /// The checker's verdict over one history.
@@ -232,6 +273,9 @@ pub struct Report {
     pub counts: Counts,
     pub anomaly_counts: BTreeMap<AnomalyKind, usize>,
     pub anomalies: Vec<Anomaly>,
+    /// Values an idempotent client re-sent under a new producer epoch.
+    #[serde(default)]
+    pub resent: Vec<Resent>,
     pub coverage: Vec<Coverage>,
 }
 
@@ -239,8 +283,10 @@ impl Report {
     pub(crate) fn new(
         counts: Counts,
         mut anomalies: Vec<Anomaly>,
+        mut resent: Vec<Resent>,
         coverage: Vec<Coverage>,
     ) -> Self {
+        resent.sort_by_key(|r| r.value);
         anomalies.sort_by_key(|a| a.kind());
         let mut anomaly_counts = BTreeMap::new();
         for a in &anomalies {
@@ -251,6 +297,7 @@ impl Report {
             counts,
             anomaly_counts,
             anomalies,
+            resent,
             coverage,
         }
     }
@@ -284,6 +331,16 @@ impl Report {
                 "non-idempotent sends written twice (at-least-once, allowed): {}",
                 c.duplicates_non_idempotent
             );
+        }
+        if !self.resent.is_empty() {
+            let _ = writeln!(
+                s,
+                "idempotent sends the client re-sent under a new producer epoch (not deduplicable; allowed): {}",
+                self.resent.len()
+            );
+            for r in self.resent.iter().take(per_kind) {
+                let _ = writeln!(s, "  value {} at {}", r.value, places(&r.sightings));
+            }
         }
         let complete = self.coverage.iter().filter(|c| c.complete).count();
         let _ = writeln!(

@@ -325,6 +325,77 @@ fn unknown_send_seen_twice_is_a_duplicate() {
     only(&check(&h.ops), AnomalyKind::Duplicate);
 }
 
+impl H {
+    /// A `batch_headers` op: (partition, offset, producer id, epoch, sequence).
+    fn headers(&mut self, process: u64, recs: &[(i32, i64, i64, i16, i32)]) -> u64 {
+        self.push(Op::new(process, OpType::Invoke, F::BatchHeaders));
+        self.push(Op {
+            headers: recs
+                .iter()
+                .map(|(p, o, id, epoch, seq)| crate::history::HeaderRec {
+                    topic: "t".into(),
+                    partition: *p,
+                    offset: *o,
+                    producer_id: *id,
+                    producer_epoch: *epoch,
+                    sequence: *seq,
+                })
+                .collect(),
+            ..Op::new(process, OpType::Ok, F::BatchHeaders)
+        })
+    }
+}
+
+#[test]
+fn copies_under_two_producer_epochs_are_a_client_resend() {
+    let mut h = H::default();
+    h.send(0, 0, 100, OpType::Info, None);
+    h.final_read(9, &[(0, 2)], &[(0, 0, 100), (0, 1, 100)], true);
+    // epoch 0 seq 4, then the bumped epoch 1 renumbered it to seq 0
+    h.headers(10, &[(0, 0, 7, 0, 4), (0, 1, 7, 1, 0)]);
+    let r = check(&h.ops);
+    assert!(r.valid, "{}", r.summary(5));
+    assert_eq!(r.resent.len(), 1);
+    assert_eq!(r.resent[0].value, 100);
+    assert_eq!(r.counts.headers, 2);
+    assert!(r.summary(5).contains("re-sent under a new producer epoch"));
+    // a new producer id counts the same
+    let mut h2 = H::default();
+    h2.send(0, 0, 100, OpType::Info, None);
+    h2.final_read(9, &[(0, 2)], &[(0, 0, 100), (0, 1, 100)], true);
+    h2.headers(10, &[(0, 0, 7, 0, 4), (0, 1, 8, 0, 0)]);
+    assert!(check(&h2.ops).valid);
+}
+
+#[test]
+fn copies_under_one_producer_epoch_are_a_duplicate() {
+    let mut h = H::default();
+    h.send(0, 0, 100, OpType::Info, None);
+    h.final_read(9, &[(0, 2)], &[(0, 0, 100), (0, 1, 100)], true);
+    // the same producer, epoch and sequence twice: the broker failed to dedupe
+    h.headers(10, &[(0, 0, 7, 0, 4), (0, 1, 7, 0, 4)]);
+    match only(&check(&h.ops), AnomalyKind::Duplicate) {
+        Anomaly::Duplicate { sightings, .. } => {
+            let p: Vec<_> = sightings.iter().map(|s| s.producer).collect();
+            let want = Some(StoredProducer {
+                id: 7,
+                epoch: 0,
+                sequence: 4,
+            });
+            assert_eq!(p, vec![want, want]);
+            let line = only(&check(&h.ops), AnomalyKind::Duplicate).describe();
+            assert!(line.contains("pid 7 epoch 0 seq 4"), "{line}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // a copy with no header (not read) cannot be cleared either
+    let mut h2 = H::default();
+    h2.send(0, 0, 100, OpType::Info, None);
+    h2.final_read(9, &[(0, 2)], &[(0, 0, 100), (0, 1, 100)], true);
+    h2.headers(10, &[(0, 0, 7, 0, 4)]);
+    only(&check(&h2.ops), AnomalyKind::Duplicate);
+}
+
 #[test]
 fn non_idempotent_retry_written_twice_is_counted_not_reported() {
     let mut h = H::default();

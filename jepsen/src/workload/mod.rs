@@ -10,7 +10,8 @@
 //!   or `subscribe` (one consumer group); rebalances end the current poll op
 //!   and are recorded as `assign` ops so the checker restarts the stream.
 //! * [`final_read`] reads every partition from the beginning up to the high
-//!   watermark fetched after the run.
+//!   watermark fetched after the run; [`headers`] then reads the producer id,
+//!   epoch and sequence stored at every offset, raw.
 //!
 //! * Transactional producers (`txn_producers`, see [`txn`]) send batches
 //!   of values in transactions, committing most and aborting some; with
@@ -20,6 +21,7 @@
 
 mod consumer;
 mod final_read;
+pub mod headers;
 mod producer;
 pub mod txn;
 
