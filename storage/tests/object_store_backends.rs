@@ -535,8 +535,11 @@ async fn faults_are_retried_or_retriable(built: BuiltStore) -> Result<()> {
 
 fn fault_config(mut c: ObjectStoreConfig) -> ObjectStoreConfig {
     c.fault_injection = true;
+    // Enough retries that a request failing every one of them at a 30%
+    // error rate (0.3^31) never happens: with 8, about one run in a few
+    // thousand drew nine failures in a row for one GET and failed.
     c.retry = RetryPolicy {
-        max_retries: 8,
+        max_retries: 30,
         initial_backoff: Duration::from_millis(1),
         max_backoff: Duration::from_millis(10),
         max_elapsed: Duration::from_secs(20),
