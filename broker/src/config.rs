@@ -144,6 +144,13 @@ pub struct BrokerConfig {
     /// `transaction.state.log.num.partitions`). Fixed afterwards: it decides
     /// which partition holds a transactional id.
     pub transaction_state_log_num_partitions: u32,
+    /// KIP-890 part 1 (Kafka `transaction.partition.verification.enable`):
+    /// before a transactional batch starts a transaction on a partition, the
+    /// leader asks the transaction coordinator whether the partition is in
+    /// the producer's ongoing transaction, and refuses the batch with
+    /// INVALID_TXN_STATE if not. Stops a produce request held up past the
+    /// end of its transaction from opening a transaction nobody will end.
+    pub transaction_partition_verification_enable: bool,
 }
 
 impl Default for BrokerConfig {
@@ -177,6 +184,7 @@ impl Default for BrokerConfig {
             groups: crate::groups::GroupConfig::default(),
             transaction_max_timeout_ms: 7_200_000,
             transaction_state_log_num_partitions: 50,
+            transaction_partition_verification_enable: true,
         }
     }
 }
@@ -201,6 +209,7 @@ const KEYS: &[&str] = &[
     "groups",
     "transaction_max_timeout_ms",
     "transaction_state_log_num_partitions",
+    "transaction_partition_verification_enable",
     "producer_id_expiration_ms",
     "producer_state_snapshot_interval",
     "producer_state_max_producers",

@@ -31,11 +31,16 @@ async fn start(dir: &std::path::Path) -> RunningBroker {
     start_with(dir, &[]).await
 }
 
+/// A broker whose partitions take hand-made transactional batches without a
+/// coordinator (verification off, as Kafka's
+/// `transaction.partition.verification.enable=false`): these tests play the
+/// coordinator with WriteTxnMarkers.
 async fn start_with(dir: &std::path::Path, extra: &[&str]) -> RunningBroker {
     let mut sets = vec![
         "listen=127.0.0.1:0".to_string(),
         "http_listen=".to_string(),
         format!("data_dir={}", dir.display()),
+        "transaction_partition_verification_enable=false".to_string(),
     ];
     sets.extend(extra.iter().map(|s| s.to_string()));
     let config = BrokerConfig::load(&ConfigSources {

@@ -28,6 +28,8 @@ INVALID_TXN_STATE = 48
 INVALID_PRODUCER_ID_MAPPING = 49
 INVALID_TRANSACTION_TIMEOUT = 50
 PRODUCER_FENCED = 90
+INVALID_PRODUCER_EPOCH = 47
+TRANSACTIONAL_ID_AUTHORIZATION_FAILED = 53
 
 TXN_FLAGS = (
     "--set", "transaction_state_log_num_partitions=4",
@@ -191,12 +193,17 @@ def end_txn(broker, transactional_id, pid, epoch, commit):
         raw_call(broker, 26, 1, raw.end_txn_v1(transactional_id, pid, epoch, commit)))
 
 
-def produce_txn(broker, transactional_id, topic, pid, epoch, values, seq=0):
+def produce_txn_code(broker, transactional_id, topic, pid, epoch, values, seq=0):
+    """The error code of one transactional produce (v3) to partition 0."""
     body = raw.produce_v3_txn(transactional_id, topic, 0,
                               raw.producer_batch(values, pid, epoch, seq, transactional=True))
-    res = raw.parse_produce_v3_response(raw_call(broker, 0, 3, body))
-    assert [r[2] for r in res] == [0], res
-    return res
+    [(_, _, err, _)] = raw.parse_produce_v3_response(raw_call(broker, 0, 3, body))
+    return err
+
+
+def produce_txn(broker, transactional_id, topic, pid, epoch, values, seq=0):
+    err = produce_txn_code(broker, transactional_id, topic, pid, epoch, values, seq)
+    assert err == 0, err
 
 
 def test_flink_resume_commit_from_a_new_connection(tbroker, topic_name):
@@ -291,6 +298,42 @@ def test_bad_input_gets_the_java_clients_codes(tbroker, topic_name):
     assert {"transactional_id": t, "producer_id": pid, "state": "Empty"} in json.loads(r.stdout)
     r = admin_cli(tbroker, "transactions", "list", "--state", "Bogus")
     assert r.returncode == 2
+
+
+def test_late_batch_after_an_abort_cannot_open_a_transaction(tbroker, topic_name):
+    """KIP-890 part 1: a produce request held up past the end of its
+    transaction (a paused broker, a full disk; the jepsen long run hit both)
+    must not start a transaction the coordinator does not know. Without the
+    check it would hold read_committed consumers back, and the producer's
+    next commit would expose the aborted records."""
+    create_topic(tbroker, topic_name, 1)
+    t = tid()
+    err, pid, epoch = init_pid(tbroker, t)
+    assert err == 0
+    assert add_partitions(tbroker, t, pid, epoch, {topic_name: [0]}) == {(topic_name, 0): 0}
+    produce_txn(tbroker, t, topic_name, pid, epoch, [b"aborted-1"])
+    assert end_txn(tbroker, t, pid, epoch, False) == 0
+    # The late batch of the aborted transaction, same epoch, next sequence.
+    assert produce_txn_code(tbroker, t, topic_name, pid, epoch, [b"late"], seq=1) == \
+        INVALID_TXN_STATE
+    # A fenced epoch, and a transactional batch without a transactional id.
+    assert produce_txn_code(tbroker, t, topic_name, pid, epoch + 1, [b"x"]) == \
+        INVALID_PRODUCER_EPOCH
+    assert produce_txn_code(tbroker, "", topic_name, pid, epoch, [b"x"], seq=1) == \
+        TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+    # The producer's next transaction continues the sequence and commits.
+    assert add_partitions(tbroker, t, pid, epoch, {topic_name: [0]}) == {(topic_name, 0): 0}
+    produce_txn(tbroker, t, topic_name, pid, epoch, [b"committed"], seq=1)
+    assert end_txn(tbroker, t, pid, epoch, True) == 0
+    # Nothing hangs: a read_committed consumer reaches a later commit, and
+    # neither the aborted nor the late record is visible.
+    p = txn_producer(tbroker, tid())
+    p.begin_transaction()
+    p.produce(topic_name, value=b"after", partition=0)
+    p.commit_transaction(30)
+    assert read(tbroker, topic_name, "read_committed", until=b"after") == [b"committed", b"after"]
+    assert read(tbroker, topic_name, "read_uncommitted", until=b"after") == \
+        [b"aborted-1", b"committed", b"after"]
 
 
 def test_consume_transform_produce_survives_sigkill(tbroker):

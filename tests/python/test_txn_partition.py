@@ -4,6 +4,8 @@ WriteTxnMarkers; the consumer stops at the last stable offset, sees committed
 records and filters aborted ones using the broker's aborted-transaction list."""
 import time
 
+import pytest
+
 from clients import consume, create_topic
 from kafka_raw import (
     Conn, request_v2, parse_produce_v3_response, parse_write_txn_markers_v1_response,
@@ -12,6 +14,13 @@ from kafka_raw import (
 
 PRODUCE, WRITE_TXN_MARKERS = 0, 27
 INVALID_PRODUCER_EPOCH = 47
+
+
+@pytest.fixture
+def broker(make_broker):
+    """These tests play the transaction coordinator with WriteTxnMarkers, so
+    partitions must take transactional batches no coordinator knows."""
+    return make_broker("--set", "transaction_partition_verification_enable=false")
 
 
 def produce(conn, topic, batch):

@@ -24,7 +24,7 @@ use crate::errors::code_name;
 use crate::errors::{KafkaError, append_error};
 use crate::metrics::{ErrorLabels, TopicLabels};
 use crate::partitions::Partition;
-use crate::producer_state::{BatchMeta, Check, batch_info};
+use crate::producer_state::{BatchInfo, BatchMeta, Check, VerificationGuard, batch_info};
 use crate::router::{Admit, RequestContext};
 use crate::topic_config::TimestampType;
 
@@ -45,13 +45,14 @@ pub(super) fn handle(broker: Arc<Broker>, _ctx: RequestContext, req: ProduceRequ
         }
         // Admission, in request order: validate and append every partition.
         let mut topics_out = Vec::with_capacity(req.topic_data.len());
+        let txn_id = req.transactional_id.as_ref().map(|id| id.0.to_string());
         for t in req.topic_data {
             let name = t.name.0.to_string();
             let mut parts = Vec::with_capacity(t.partition_data.len());
             for p in t.partition_data {
                 parts.push((
                     p.index,
-                    admit_partition(&broker, &name, p.index, p.records).await,
+                    admit_partition(&broker, txn_id.as_deref(), &name, p.index, p.records).await,
                 ));
             }
             topics_out.push((t.name, t.topic_id, parts));
@@ -205,6 +206,7 @@ fn fail(
 
 async fn admit_partition(
     broker: &Broker,
+    transactional_id: Option<&str>,
     topic: &str,
     index: i32,
     records: Option<Bytes>,
@@ -261,6 +263,16 @@ async fn admit_partition(
     let leader_epoch = partition.leader_epoch();
     let append_time = policy.timestamp_type == TimestampType::LogAppendTime;
     let producer = (batch.producer_id() >= 0).then(|| batch_info(&batch));
+    let verify = broker.config.transaction_partition_verification_enable;
+    let guard = match &producer {
+        Some(info) if verify && partition.producers.with(|s| s.needs_verification(info)) => {
+            match verify_txn(broker, &partition, transactional_id, info, topic, index).await {
+                Ok(g) => Some(g),
+                Err(e) => return refused(broker, &partition, topic, index, e),
+            }
+        }
+        _ => None,
+    };
     let mut base_offset = 0;
     let pending = partition
         .stream
@@ -268,7 +280,13 @@ async fn admit_partition(
             records_in_batch,
             |base| {
                 if let Some(info) = &producer {
-                    match partition.producers.with(|s| s.check_data(info)) {
+                    match partition.producers.with(|s| {
+                        let check = s.check_data(info)?;
+                        if verify && check == Check::Append {
+                            s.check_verified(info, guard)?;
+                        }
+                        Ok(check)
+                    }) {
                         Ok(Check::Append) => {}
                         Ok(Check::Duplicate(meta)) => return Err(Refusal::Duplicate(meta)),
                         Err(e) => return Err(Refusal::Error(e)),
@@ -289,6 +307,11 @@ async fn admit_partition(
             },
         )
         .await;
+    if let (Some(info), Some(g)) = (&producer, guard) {
+        partition
+            .producers
+            .update(|s| s.end_verification(info.producer_id, g));
+    }
     let pending = match pending {
         Ok(p) => Ok(p),
         Err(TryAppendError::Append(e)) => Err(e),
@@ -297,19 +320,7 @@ async fn admit_partition(
             return Admitted::Duplicate { partition, meta };
         }
         Err(TryAppendError::Rejected(Refusal::Error(e))) => {
-            broker
-                .metrics
-                .producer_rejections
-                .get_or_create(&ErrorLabels {
-                    error: code_name(e.code()),
-                })
-                .inc();
-            debug!(topic, partition = index, error = %e.message, "refused producer batch");
-            return Admitted::Failed {
-                error: e,
-                record_errors: vec![],
-                log_start_offset: partition.log_start_offset(),
-            };
+            return refused(broker, &partition, topic, index, e);
         }
     };
     match pending {
@@ -336,6 +347,65 @@ async fn admit_partition(
             }
         }
         Err(e) => Admitted::failed(append_error(&e)),
+    }
+}
+
+/// A batch refused by producer state or transaction verification.
+fn refused(
+    broker: &Broker,
+    partition: &Partition,
+    topic: &str,
+    index: i32,
+    e: KafkaError,
+) -> Admitted {
+    broker
+        .metrics
+        .producer_rejections
+        .get_or_create(&ErrorLabels {
+            error: code_name(e.code()),
+        })
+        .inc();
+    debug!(topic, partition = index, error = %e.message, "refused producer batch");
+    Admitted::Failed {
+        error: e,
+        record_errors: vec![],
+        log_start_offset: partition.log_start_offset(),
+    }
+}
+
+/// KIP-890 part 1: before `info`'s batch starts a transaction on the
+/// partition, take a verification guard and ask the coordinator whether the
+/// partition is in the producer's ongoing transaction. The guard is voided
+/// by any marker for the producer that lands meanwhile.
+async fn verify_txn(
+    broker: &Broker,
+    partition: &Partition,
+    transactional_id: Option<&str>,
+    info: &BatchInfo,
+    topic: &str,
+    index: i32,
+) -> Result<VerificationGuard, KafkaError> {
+    let Some(id) = transactional_id.filter(|id| !id.is_empty()) else {
+        // Kafka authorizes the (missing) transactional id and fails the same.
+        return Err(KafkaError::new(
+            ResponseError::TransactionalIdAuthorizationFailed,
+            "a transactional batch needs the produce request's transactional id",
+        ));
+    };
+    let pid = info.producer_id;
+    let guard = partition.producers.update(|s| s.begin_verification(pid));
+    let verified = broker
+        .transactions
+        .verify_partition(broker, id, pid, info.epoch, topic, index)
+        .await;
+    match verified {
+        Ok(()) => Ok(guard),
+        Err(e) => {
+            partition
+                .producers
+                .update(|s| s.end_verification(pid, guard));
+            Err(e)
+        }
     }
 }
 

@@ -32,7 +32,9 @@ use tracing::{debug, warn};
 use crate::config::BrokerConfig;
 
 pub use markers::TxnMarker;
-pub use state::{AbortedTxn, BatchInfo, BatchMeta, Check, MarkerInfo, ProducerStates};
+pub use state::{
+    AbortedTxn, BatchInfo, BatchMeta, Check, MarkerInfo, ProducerStates, VerificationGuard,
+};
 
 /// Payload bytes read per step when replaying a stream.
 const REPLAY_READ_BYTES: usize = 4 * 1024 * 1024;

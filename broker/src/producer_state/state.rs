@@ -26,6 +26,15 @@
 //! - A marker from an older producer epoch is INVALID_PRODUCER_EPOCH, from an
 //!   older coordinator epoch TRANSACTION_COORDINATOR_FENCED; it ends the
 //!   ongoing transaction (an abort enters the aborted index).
+//! - KIP-890 part 1 (Kafka 3.6+ `transaction.partition.verification.enable`):
+//!   a transactional batch that would start a transaction on the partition
+//!   must carry a [`VerificationGuard`] taken before the transaction
+//!   coordinator confirmed the partition is in the producer's ongoing
+//!   transaction. A marker for the producer voids its guard, so a batch held
+//!   up past the end of its transaction (a paused broker, a slow disk) cannot
+//!   open a transaction the coordinator does not know: that "hanging"
+//!   transaction would hold the last stable offset back and be closed as
+//!   committed by the producer's next marker, exposing aborted records.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
@@ -163,7 +172,17 @@ pub struct ProducerStates {
     /// consumer never reads a commit a crash could undo. Not snapshotted:
     /// snapshots only cover durable offsets.
     pub(crate) completing: BTreeMap<i64, i64>,
+    /// Verifications in flight: producer id -> guard (memory only, never
+    /// snapshotted; voided by the producer's next marker).
+    pub(crate) verifying: HashMap<i64, VerificationGuard>,
+    /// Last guard handed out.
+    pub(crate) last_guard: u64,
 }
+
+/// Proof that the coordinator was asked, after the producer's last marker on
+/// this partition, whether the partition is in its ongoing transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct VerificationGuard(u64);
 
 impl ProducerStates {
     pub fn producer(&self, id: i64) -> Option<&ProducerEntry> {
@@ -242,6 +261,57 @@ impl ProducerStates {
         Ok(Check::Append)
     }
 
+    /// Whether `b` would start a transaction on this partition, so it must
+    /// be verified with the coordinator first (KIP-890).
+    pub fn needs_verification(&self, b: &BatchInfo) -> bool {
+        b.transactional
+            && self
+                .producers
+                .get(&b.producer_id)
+                .is_none_or(|e| e.txn_first_offset.is_none())
+    }
+
+    /// Start verifying a batch of `producer_id`: the guard stays valid until
+    /// the producer's next marker or [`Self::end_verification`].
+    pub fn begin_verification(&mut self, producer_id: i64) -> VerificationGuard {
+        self.last_guard += 1;
+        let guard = VerificationGuard(self.last_guard);
+        self.verifying.insert(producer_id, guard);
+        guard
+    }
+
+    /// Forget `guard` (the batch was appended or refused).
+    pub fn end_verification(&mut self, producer_id: i64, guard: VerificationGuard) {
+        if self.verifying.get(&producer_id) == Some(&guard) {
+            self.verifying.remove(&producer_id);
+        }
+    }
+
+    /// With verification on, a batch that starts a transaction needs a guard
+    /// no marker has voided since it was taken. A missing or voided guard
+    /// means the producer's transaction here ended (or began) while the batch
+    /// was on its way: NOT_ENOUGH_REPLICAS, which clients retry, and the
+    /// retry is verified afresh (and refused if its transaction is over).
+    pub fn check_verified(
+        &self,
+        b: &BatchInfo,
+        guard: Option<VerificationGuard>,
+    ) -> Result<(), KafkaError> {
+        if !self.needs_verification(b) {
+            return Ok(());
+        }
+        match guard {
+            Some(g) if self.verifying.get(&b.producer_id) == Some(&g) => Ok(()),
+            _ => Err(KafkaError::new(
+                ResponseError::NotEnoughReplicas,
+                format!(
+                    "the transaction of producer {} on this partition changed while its batch was verified; retry",
+                    b.producer_id
+                ),
+            )),
+        }
+    }
+
     /// Record a data batch written at `[first_offset, first_offset + delta]`
     /// (checked, or replayed from the log).
     pub fn apply_data(&mut self, b: &BatchInfo, first_offset: i64, now_ms: u64) {
@@ -305,6 +375,7 @@ impl ProducerStates {
         entry.coordinator_epoch = m.coordinator_epoch;
         entry.last_timestamp = m.timestamp;
         entry.last_update_ms = now_ms;
+        self.verifying.remove(&m.producer_id);
         if let Some(first) = entry.txn_first_offset.take() {
             self.ongoing.remove(&first);
             self.completing.insert(first, offset);

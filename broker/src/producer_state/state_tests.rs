@@ -204,3 +204,66 @@ proptest! {
         }
     }
 }
+
+fn txn_batch(pid: i64, epoch: i16, seq: i32, n: i32) -> BatchInfo {
+    BatchInfo {
+        transactional: true,
+        ..batch(pid, epoch, seq, n)
+    }
+}
+
+fn marker(pid: i64, epoch: i16, commit: bool) -> MarkerInfo {
+    MarkerInfo {
+        producer_id: pid,
+        epoch,
+        coordinator_epoch: 0,
+        commit,
+        timestamp: 1,
+    }
+}
+
+/// KIP-890: only a batch that starts a transaction needs a guard, and a
+/// marker for its producer voids it (the late batch of the ended
+/// transaction cannot open another one).
+#[test]
+fn verification_guards() {
+    let mut s = ProducerStates::default();
+    let b0 = txn_batch(7, 0, 0, 2);
+    assert!(s.needs_verification(&b0));
+    assert!(!s.needs_verification(&batch(7, 0, 0, 2)));
+    let retry = |r: Result<(), KafkaError>| r.expect_err("refused").code;
+    assert_eq!(
+        retry(s.check_verified(&b0, None)),
+        ResponseError::NotEnoughReplicas
+    );
+    let g = s.begin_verification(7);
+    assert_eq!(s.check_verified(&b0, Some(g)), Ok(()));
+    s.apply_data(&b0, 10, 1);
+    s.end_verification(7, g);
+    // the transaction is open here: its next batch needs no guard
+    let b1 = txn_batch(7, 0, 2, 1);
+    assert!(!s.needs_verification(&b1));
+    assert_eq!(s.check_verified(&b1, None), Ok(()));
+    s.apply_data(&b1, 12, 1);
+    s.apply_marker(&marker(7, 0, false), 13, 1);
+
+    // a guard taken before the abort marker is void after it
+    let late = txn_batch(7, 0, 3, 1);
+    let g = s.begin_verification(7);
+    s.apply_marker(&marker(7, 0, false), 14, 1);
+    assert_eq!(s.check_data(&late), Ok(Check::Append));
+    assert_eq!(
+        retry(s.check_verified(&late, Some(g))),
+        ResponseError::NotEnoughReplicas
+    );
+    // an older guard of the same producer is void once a newer one is taken
+    let old = s.begin_verification(7);
+    let new = s.begin_verification(7);
+    assert!(s.check_verified(&late, Some(old)).is_err());
+    assert_eq!(s.check_verified(&late, Some(new)), Ok(()));
+    s.end_verification(7, old); // ending a stale guard keeps the current one
+    assert_eq!(s.check_verified(&late, Some(new)), Ok(()));
+    s.end_verification(7, new);
+    assert!(s.verifying.is_empty());
+    assert_eq!(s.ongoing.len(), 0);
+}

@@ -93,6 +93,8 @@ pub struct TransactionCoordinator {
     load: LoadState,
     /// Ids whose markers are being sent right now.
     completing: Mutex<HashSet<String>>,
+    /// Connections to other brokers (remote markers and verifications).
+    peers: remote::Peers,
 }
 
 /// Result of InitProducerId: producer id and epoch.
@@ -348,6 +350,60 @@ impl TransactionCoordinator {
         Ok(vec![0; partitions.len()])
     }
 
+    /// KIP-890 part 1, for a partition leader about to append a
+    /// transactional batch that would start a transaction on `topic`/
+    /// `partition`: is the partition in the ongoing transaction of `id` at
+    /// `pid`/`epoch`? Asked of the coordinator wherever it is. Errors come
+    /// back as the codes Kafka's leaders answer producers with (its
+    /// `AddPartitionsToTxnManager`): an unreachable or busy coordinator
+    /// (and CONCURRENT_TRANSACTIONS) is NOT_ENOUGH_REPLICAS, which producers
+    /// retry; PRODUCER_FENCED is INVALID_PRODUCER_EPOCH; a partition not in
+    /// the transaction is INVALID_TXN_STATE.
+    pub async fn verify_partition(
+        &self,
+        broker: &Broker,
+        id: &str,
+        pid: i64,
+        epoch: i16,
+        topic: &str,
+        partition: i32,
+    ) -> Result<(), KafkaError> {
+        let part = [(topic.to_string(), partition)];
+        let local = self
+            .add_partitions(broker, id, pid, epoch, &part, true)
+            .await;
+        let result = match local {
+            Ok(codes) => code_result(codes.first().copied().unwrap_or(0)),
+            Err(c) if c == E::NotCoordinator.code() => {
+                match remote::coordinator_address(broker, id) {
+                    Some(addr) => {
+                        remote::verify(&self.peers, &addr, id, pid, epoch, topic, partition).await
+                    }
+                    None => code_result(c),
+                }
+            }
+            Err(c) => code_result(c),
+        };
+        result.map_err(|e| {
+            let code = match e.code {
+                E::NotCoordinator
+                | E::CoordinatorNotAvailable
+                | E::CoordinatorLoadInProgress
+                | E::ConcurrentTransactions
+                | E::NotLeaderOrFollower => E::NotEnoughReplicas,
+                E::ProducerFenced => E::InvalidProducerEpoch,
+                c => c,
+            };
+            KafkaError::new(
+                code,
+                format!(
+                    "transaction {id} (producer {pid}, epoch {epoch}) not verified for {topic}-{partition}: {}",
+                    e.message
+                ),
+            )
+        })
+    }
+
     fn last_epoch(&self, id: &str) -> i16 {
         self.txns
             .lock()
@@ -596,6 +652,14 @@ fn describe(id: &str, m: &TxnMeta) -> TxnDescription {
     }
 }
 
+/// A coordinator's code as a result.
+fn code_result(code: Code) -> Result<(), KafkaError> {
+    match E::try_from_code(code) {
+        None => Ok(()),
+        Some(e) => Err(KafkaError::new(e, format!("{e:?}"))),
+    }
+}
+
 /// A fresh producer id from this broker's block.
 async fn next_producer_id(broker: &Broker) -> Result<i64, KafkaError> {
     broker.producer_ids.next_producer_id().await
@@ -612,7 +676,16 @@ impl MarkerWriter for Broker {
             match write_local_marker(self, topic, partition, marker).await {
                 Err(e) if e.code == E::NotLeaderOrFollower => {
                     match remote::owner_address(self, topic, partition) {
-                        Some(addr) => remote::write_marker(&addr, topic, partition, marker).await,
+                        Some(addr) => {
+                            remote::write_marker(
+                                &self.transactions.peers,
+                                &addr,
+                                topic,
+                                partition,
+                                marker,
+                            )
+                            .await
+                        }
                         None => Err(e),
                     }
                 }
