@@ -202,6 +202,17 @@ impl Cluster {
             .map(|(i, (_, raft, _))| format!("{}@127.0.0.1:{raft}", i + 1))
             .collect::<Vec<_>>()
             .join(",");
+        // skiff's metadata quorum: every broker a voter (TOML inline form,
+        // as its `SKIFF_METADATA__INITIAL_VOTERS` variable takes it).
+        let voters = format!(
+            "[{}]",
+            ports
+                .iter()
+                .enumerate()
+                .map(|(i, (_, raft, _))| format!("{{id={},addr=\"127.0.0.1:{raft}\"}}", i + 1))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
         let mut nodes = Vec::new();
         for (i, (port, raft_port, http_port)) in ports.into_iter().enumerate() {
             let id = i as u32;
@@ -228,6 +239,15 @@ impl Cluster {
                 bucket: cfg.bucket.clone(),
             };
             let (args, mut env) = cfg.template.expand(&vars)?;
+            if cfg.brokers > 1 {
+                // One cluster, not N single-node ones sharing a bucket (they
+                // would hand out the same object ids and collide on PUT).
+                env.push((
+                    "SKIFF_METADATA__LISTEN_ADDR".into(),
+                    format!("127.0.0.1:{raft_port}"),
+                ));
+                env.push(("SKIFF_METADATA__INITIAL_VOTERS".into(), voters.clone()));
+            }
             env.extend(cfg.extra_env.iter().cloned());
             let process = Managed::new(ProcessSpec {
                 name: format!("broker-{id}"),
