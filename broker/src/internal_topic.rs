@@ -20,7 +20,7 @@ use std::sync::Arc;
 use bytes::{Buf, Bytes, BytesMut};
 use parking_lot::Mutex;
 use skiff_common::{StreamEpoch, StreamId};
-use skiff_storage::PendingAppend;
+use skiff_storage::{PendingAppend, TryAppendError};
 use skiff_wire::kafka_protocol::error::ResponseError as E;
 use skiff_wire::records::{BatchBuilder, BatchMut, BatchView, Compression, NewRecord};
 use tracing::warn;
@@ -29,6 +29,7 @@ use crate::broker::Broker;
 use crate::cluster::now_ms;
 use crate::errors::KafkaError;
 use crate::partitions::Partition;
+use crate::producer_state::VerificationGuard;
 use crate::topics::{self, TopicSpec};
 
 /// A coordinator-level error code.
@@ -286,6 +287,19 @@ pub async fn append(
     records: &[(Bytes, Option<Bytes>)],
     txn: Option<(i64, i16)>,
 ) -> Result<PendingAppend, Code> {
+    append_checked(p, records, txn, None).await
+}
+
+/// [`append`], refused with `code` unless `guard` (KIP-890: taken before
+/// the transaction coordinator confirmed the producer's transaction) is
+/// still valid when the batch is appended, under the stream's writer lock,
+/// the lock markers are written under.
+pub async fn append_checked(
+    p: &Partition,
+    records: &[(Bytes, Option<Bytes>)],
+    txn: Option<(i64, i16)>,
+    guard: Option<(VerificationGuard, Code)>,
+) -> Result<PendingAppend, Code> {
     let now = now_ms() as i64;
     let mut builder = BatchBuilder::new(Compression::None);
     if let Some((id, epoch)) = txn {
@@ -301,17 +315,30 @@ pub async fn append(
     }
     let batch = builder.build().map_err(|_| E::UnknownServerError.code())?;
     let epoch = p.leader_epoch();
+    let producer = txn.map_or(-1, |(id, _)| id);
     p.stream
-        .append_with(records.len() as u32, |base| {
-            let mut buf = BytesMut::from(batch.as_ref());
-            if let Ok(mut m) = BatchMut::new(&mut buf) {
-                m.set_base_offset(base as i64);
-                m.set_partition_leader_epoch(epoch);
-            }
-            buf.freeze()
-        })
+        .try_append_with(
+            records.len() as u32,
+            |base| {
+                if let Some((g, code)) = guard
+                    && !p.producers.with(|s| s.guard_valid(producer, g))
+                {
+                    return Err(code);
+                }
+                let mut buf = BytesMut::from(batch.as_ref());
+                if let Ok(mut m) = BatchMut::new(&mut buf) {
+                    m.set_base_offset(base as i64);
+                    m.set_partition_leader_epoch(epoch);
+                }
+                Ok((buf.freeze(), ()))
+            },
+            |()| {},
+        )
         .await
-        .map_err(|_| E::NotCoordinator.code())
+        .map_err(|e| match e {
+            TryAppendError::Rejected(code) => code,
+            TryAppendError::Append(_) => E::NotCoordinator.code(),
+        })
 }
 
 /// Append `records` and wait until they are durable.

@@ -310,6 +310,27 @@ def parse_add_partitions_to_txn_v1(body):
     return out
 
 
+def add_offsets_to_txn_v1(transactional_id, producer_id, producer_epoch, group):
+    return string(transactional_id) + struct.pack(">qh", producer_id, producer_epoch) + \
+        string(group)
+
+
+def txn_offset_commit_v2(transactional_id, group, producer_id, producer_epoch, offsets):
+    """offsets: {(topic, partition): offset}; the response parses with
+    parse_add_partitions_to_txn_v1 (same shape)."""
+    body = string(transactional_id) + string(group)
+    body += struct.pack(">qh", producer_id, producer_epoch)
+    topics = {}
+    for (t, p), o in offsets.items():
+        topics.setdefault(t, []).append((p, o))
+    body += struct.pack(">i", len(topics))
+    for name, parts in topics.items():
+        body += string(name) + struct.pack(">i", len(parts))
+        for p, o in parts:
+            body += struct.pack(">iqi", p, o, -1) + string(None)
+    return body
+
+
 def end_txn_v1(transactional_id, producer_id, producer_epoch, commit):
     return string(transactional_id) + struct.pack(">qh?", producer_id, producer_epoch, commit)
 

@@ -336,6 +336,47 @@ def test_late_batch_after_an_abort_cannot_open_a_transaction(tbroker, topic_name
         [b"aborted-1", b"committed", b"after"]
 
 
+def test_late_txn_offset_commit_after_an_abort_is_refused(tbroker, topic_name):
+    """The same for TxnOffsetCommit: offsets committed by a request held up
+    past the abort must not stay pending and be applied by the producer's
+    next commit (a consume-transform-produce loop would skip input)."""
+    create_topic(tbroker, topic_name, 2)
+    t, group = tid(), "g-" + tid()
+
+    def add_offsets(pid, epoch):
+        return raw.parse_end_txn_v1(raw_call(
+            tbroker, 25, 1, raw.add_offsets_to_txn_v1(t, pid, epoch, group)))
+
+    def commit_offsets(pid, epoch, offsets):
+        deadline = time.time() + 20
+        while True:
+            codes = raw.parse_add_partitions_to_txn_v1(raw_call(
+                tbroker, 28, 2, raw.txn_offset_commit_v2(t, group, pid, epoch, offsets)))
+            if set(codes.values()) & set(RETRIABLE_COORDINATOR) and time.time() < deadline:
+                time.sleep(0.2)  # the group's coordinator is loading
+                continue
+            return codes
+
+    err, pid, epoch = init_pid(tbroker, t)
+    assert err == 0
+    assert add_offsets(pid, epoch) == 0
+    assert commit_offsets(pid, epoch, {(topic_name, 0): 5}) == {(topic_name, 0): 0}
+    assert end_txn(tbroker, t, pid, epoch, False) == 0
+    # The late TxnOffsetCommit of the aborted transaction.
+    assert commit_offsets(pid, epoch, {(topic_name, 0): 7}) == {(topic_name, 0): INVALID_TXN_STATE}
+    # The next transaction commits an offset of the other partition only.
+    assert add_offsets(pid, epoch) == 0
+    assert commit_offsets(pid, epoch, {(topic_name, 1): 3}) == {(topic_name, 1): 0}
+    assert end_txn(tbroker, t, pid, epoch, True) == 0
+    c = Consumer({"bootstrap.servers": tbroker.bootstrap, "group.id": group})
+    try:
+        got = {tp.partition: tp.offset for tp in c.committed(
+            [TopicPartition(topic_name, 0), TopicPartition(topic_name, 1)], timeout=20)}
+    finally:
+        c.close()
+    assert got == {0: -1001, 1: 3}, got
+
+
 def test_consume_transform_produce_survives_sigkill(tbroker):
     # Defaults keep CI short; raise them for a soak (e.g. 50 kills, 20000 records).
     kills = int(os.environ.get("SKIFF_TXN_KILLS", "5"))

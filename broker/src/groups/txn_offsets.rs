@@ -17,10 +17,12 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use skiff_wire::kafka_protocol::error::ResponseError as E;
 
+use super::OFFSETS_TOPIC;
 use super::records::RecordKey;
 use super::{Code, CommitEntry, GroupCoordinator};
 use crate::broker::Broker;
 use crate::internal_topic;
+use crate::producer_state::VerificationGuard;
 
 /// Pending records of one producer on one offsets partition.
 #[derive(Debug, Default)]
@@ -119,6 +121,7 @@ impl GroupCoordinator {
     pub async fn txn_commit(
         &self,
         broker: &Broker,
+        transactional_id: &str,
         group: &str,
         producer_id: i64,
         producer_epoch: i16,
@@ -148,6 +151,11 @@ impl GroupCoordinator {
         if records.is_empty() {
             return Ok(codes);
         }
+        let guard = if broker.config.transaction_partition_verification_enable {
+            Some(verify(broker, &p, transactional_id, producer_id, producer_epoch).await?)
+        } else {
+            None
+        };
         let encoded: Vec<(Bytes, Option<Bytes>)> = records
             .iter()
             .map(|(k, v)| (k.encode(), v.clone()))
@@ -156,9 +164,16 @@ impl GroupCoordinator {
             let pending = {
                 let lock = self.lock_for(p.index);
                 let _guard = lock.lock().await;
-                let pending =
-                    internal_topic::append(&p, &encoded, Some((producer_id, producer_epoch)))
-                        .await?;
+                // A marker for the producer since the verification: its
+                // transaction ended, this commit belongs to it and is late.
+                let late = guard.map(|g| (g, E::InvalidTxnState.code()));
+                let pending = internal_topic::append_checked(
+                    &p,
+                    &encoded,
+                    Some((producer_id, producer_epoch)),
+                    late,
+                )
+                .await?;
                 for (k, v) in records {
                     self.txn_offsets
                         .add(p.index, producer_id, producer_epoch, k, v);
@@ -171,6 +186,9 @@ impl GroupCoordinator {
                 .map_err(|_| E::NotCoordinator.code())
         }
         .await;
+        if let Some(g) = guard {
+            p.producers.update(|s| s.end_verification(producer_id, g));
+        }
         Ok(super::with_write_result(codes, result))
     }
 
@@ -192,6 +210,43 @@ impl GroupCoordinator {
     pub fn txn_offset_pending(&self, group: &str, topic: &str, partition: i32) -> bool {
         self.txn_offsets.is_pending(group, topic, partition)
     }
+}
+
+/// KIP-890 part 1 for TxnOffsetCommit, as for produce: the group's offsets
+/// partition must be in the producer's ongoing transaction (AddOffsetsToTxn
+/// put it there), else a TxnOffsetCommit held up past an abort would leave
+/// pending offsets the producer's next commit marker applies, and a
+/// consume-transform-produce loop would skip the aborted input. The guard
+/// is taken first, so a marker landing meanwhile voids it. Codes are the
+/// ones TxnOffsetCommit clients act on: retry on COORDINATOR_NOT_AVAILABLE,
+/// PRODUCER_FENCED, INVALID_TXN_STATE.
+async fn verify(
+    broker: &Broker,
+    p: &crate::partitions::Partition,
+    transactional_id: &str,
+    producer_id: i64,
+    producer_epoch: i16,
+) -> Result<VerificationGuard, Code> {
+    let g = p.producers.update(|s| s.begin_verification(producer_id));
+    let verified = broker
+        .transactions
+        .verify_partition(
+            broker,
+            transactional_id,
+            producer_id,
+            producer_epoch,
+            OFFSETS_TOPIC,
+            p.index as i32,
+        )
+        .await;
+    verified.map(|()| g).map_err(|e| {
+        p.producers.update(|s| s.end_verification(producer_id, g));
+        match e.code {
+            E::NotEnoughReplicas => E::CoordinatorNotAvailable.code(),
+            E::InvalidProducerEpoch => E::ProducerFenced.code(),
+            c => c.code(),
+        }
+    })
 }
 
 #[cfg(test)]

@@ -36,6 +36,7 @@ pub(super) fn handle(
             .groups
             .txn_commit(
                 &broker,
+                &req.transactional_id.0,
                 &req.group_id.0,
                 req.producer_id.0,
                 req.producer_epoch,

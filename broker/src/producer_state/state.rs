@@ -280,6 +280,11 @@ impl ProducerStates {
         guard
     }
 
+    /// Whether `guard` is `producer_id`'s current one (no marker since).
+    pub fn guard_valid(&self, producer_id: i64, guard: VerificationGuard) -> bool {
+        self.verifying.get(&producer_id) == Some(&guard)
+    }
+
     /// Forget `guard` (the batch was appended or refused).
     pub fn end_verification(&mut self, producer_id: i64, guard: VerificationGuard) {
         if self.verifying.get(&producer_id) == Some(&guard) {
@@ -301,7 +306,7 @@ impl ProducerStates {
             return Ok(());
         }
         match guard {
-            Some(g) if self.verifying.get(&b.producer_id) == Some(&g) => Ok(()),
+            Some(g) if self.guard_valid(b.producer_id, g) => Ok(()),
             _ => Err(KafkaError::new(
                 ResponseError::NotEnoughReplicas,
                 format!(
