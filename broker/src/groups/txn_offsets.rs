@@ -17,7 +17,6 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use skiff_wire::kafka_protocol::error::ResponseError as E;
 
-use super::OFFSETS_TOPIC;
 use super::records::RecordKey;
 use super::{Code, CommitEntry, GroupCoordinator};
 use crate::broker::Broker;
@@ -216,8 +215,7 @@ impl GroupCoordinator {
 /// partition must be in the producer's ongoing transaction (AddOffsetsToTxn
 /// put it there), else a TxnOffsetCommit held up past an abort would leave
 /// pending offsets the producer's next commit marker applies, and a
-/// consume-transform-produce loop would skip the aborted input. The guard
-/// is taken first, so a marker landing meanwhile voids it. Codes are the
+/// consume-transform-produce loop would skip the aborted input. Codes are the
 /// ones TxnOffsetCommit clients act on: retry on COORDINATOR_NOT_AVAILABLE,
 /// PRODUCER_FENCED, INVALID_TXN_STATE.
 async fn verify(
@@ -227,26 +225,15 @@ async fn verify(
     producer_id: i64,
     producer_epoch: i16,
 ) -> Result<VerificationGuard, Code> {
-    let g = p.producers.update(|s| s.begin_verification(producer_id));
-    let verified = broker
+    broker
         .transactions
-        .verify_partition(
-            broker,
-            transactional_id,
-            producer_id,
-            producer_epoch,
-            OFFSETS_TOPIC,
-            p.index as i32,
-        )
-        .await;
-    verified.map(|()| g).map_err(|e| {
-        p.producers.update(|s| s.end_verification(producer_id, g));
-        match e.code {
+        .verify_for_append(broker, p, transactional_id, producer_id, producer_epoch)
+        .await
+        .map_err(|e| match e.code {
             E::NotEnoughReplicas => E::CoordinatorNotAvailable.code(),
             E::InvalidProducerEpoch => E::ProducerFenced.code(),
             c => c.code(),
-        }
-    })
+        })
 }
 
 #[cfg(test)]

@@ -45,14 +45,14 @@ pub(super) fn handle(broker: Arc<Broker>, _ctx: RequestContext, req: ProduceRequ
         }
         // Admission, in request order: validate and append every partition.
         let mut topics_out = Vec::with_capacity(req.topic_data.len());
-        let txn_id = req.transactional_id.as_ref().map(|id| id.0.to_string());
+        let txn_id = req.transactional_id.as_ref().map(|id| &*id.0);
         for t in req.topic_data {
             let name = t.name.0.to_string();
             let mut parts = Vec::with_capacity(t.partition_data.len());
             for p in t.partition_data {
                 parts.push((
                     p.index,
-                    admit_partition(&broker, txn_id.as_deref(), &name, p.index, p.records).await,
+                    admit_partition(&broker, txn_id, &name, p.index, p.records).await,
                 ));
             }
             topics_out.push((t.name, t.topic_id, parts));
@@ -265,8 +265,12 @@ async fn admit_partition(
     let producer = (batch.producer_id() >= 0).then(|| batch_info(&batch));
     let verify = broker.config.transaction_partition_verification_enable;
     let guard = match &producer {
-        Some(info) if verify && partition.producers.with(|s| s.needs_verification(info)) => {
-            match verify_txn(broker, &partition, transactional_id, info, topic, index).await {
+        Some(info)
+            if verify
+                && info.transactional
+                && partition.producers.with(|s| s.needs_verification(info)) =>
+        {
+            match verify_txn(broker, &partition, transactional_id, info).await {
                 Ok(g) => Some(g),
                 Err(e) => return refused(broker, &partition, topic, index, e),
             }
@@ -374,16 +378,13 @@ fn refused(
 }
 
 /// KIP-890 part 1: before `info`'s batch starts a transaction on the
-/// partition, take a verification guard and ask the coordinator whether the
-/// partition is in the producer's ongoing transaction. The guard is voided
-/// by any marker for the producer that lands meanwhile.
+/// partition, ask the coordinator whether the partition is in the producer's
+/// ongoing transaction (under a guard a marker voids meanwhile).
 async fn verify_txn(
     broker: &Broker,
     partition: &Partition,
     transactional_id: Option<&str>,
     info: &BatchInfo,
-    topic: &str,
-    index: i32,
 ) -> Result<VerificationGuard, KafkaError> {
     let Some(id) = transactional_id.filter(|id| !id.is_empty()) else {
         // Kafka authorizes the (missing) transactional id and fails the same.
@@ -392,21 +393,10 @@ async fn verify_txn(
             "a transactional batch needs the produce request's transactional id",
         ));
     };
-    let pid = info.producer_id;
-    let guard = partition.producers.update(|s| s.begin_verification(pid));
-    let verified = broker
+    broker
         .transactions
-        .verify_partition(broker, id, pid, info.epoch, topic, index)
-        .await;
-    match verified {
-        Ok(()) => Ok(guard),
-        Err(e) => {
-            partition
-                .producers
-                .update(|s| s.end_verification(pid, guard));
-            Err(e)
-        }
-    }
+        .verify_for_append(broker, partition, id, info.producer_id, info.epoch)
+        .await
 }
 
 /// The batch as stored: base offset and leader epoch stamped in place (they

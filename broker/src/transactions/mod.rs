@@ -42,6 +42,7 @@ use crate::errors::KafkaError;
 use crate::groups::OFFSETS_TOPIC;
 use crate::internal_topic::{self, Code, Entry, LoadState};
 use crate::partitions::Partition;
+use crate::producer_state::VerificationGuard;
 use markers::{MarkerWriter, SendError, TxnMarker};
 use records::TxnValue;
 use state::{EndPlan, InitPlan, TxnMeta, TxnState};
@@ -402,6 +403,27 @@ impl TransactionCoordinator {
                 ),
             )
         })
+    }
+
+    /// [`Self::verify_partition`] for an append to `p` by `pid`: takes the
+    /// producer's verification guard on `p` first, so a marker landing while
+    /// the coordinator answers voids it, and releases it if verification
+    /// fails. The caller checks the guard when appending and ends it after.
+    pub async fn verify_for_append(
+        &self,
+        broker: &Broker,
+        p: &Partition,
+        id: &str,
+        pid: i64,
+        epoch: i16,
+    ) -> Result<VerificationGuard, KafkaError> {
+        let guard = p.producers.update(|s| s.begin_verification(pid));
+        let verified = self
+            .verify_partition(broker, id, pid, epoch, &p.topic, p.index as i32)
+            .await;
+        verified
+            .map(|()| guard)
+            .inspect_err(|_| p.producers.update(|s| s.end_verification(pid, guard)))
     }
 
     fn last_epoch(&self, id: &str) -> i16 {
