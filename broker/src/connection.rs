@@ -18,7 +18,8 @@ use futures::stream::FuturesOrdered;
 use futures::{FutureExt, StreamExt};
 use skiff_wire::codec::KafkaCodec;
 use skiff_wire::kafka_protocol::messages::{ApiKey, ResponseKind};
-use skiff_wire::{decode_request, encode_response};
+use skiff_wire::spliced::encode_spliced_fetch;
+use skiff_wire::{EncodeError, decode_request, encode_response};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_util::codec::FramedRead;
@@ -26,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::broker::Broker;
-use crate::router::{RequestContext, api_name};
+use crate::router::{RequestContext, Response, api_name};
 
 /// Most responses a connection may owe at once before it stops reading.
 pub const MAX_PIPELINED: usize = 64;
@@ -36,7 +37,7 @@ struct Done {
     api_version: i16,
     api_key: ApiKey,
     started: Instant,
-    response: Option<ResponseKind>,
+    response: Option<Response>,
 }
 
 /// Serve one connection until the client closes it, it sends something
@@ -116,7 +117,7 @@ pub async fn serve(
                                 api_version: 0,
                                 api_key: ApiKey::ApiVersions,
                                 started,
-                                response: Some(response),
+                                response: Some(response.into()),
                             })
                             .boxed(),
                         );
@@ -144,12 +145,24 @@ async fn write_response(
     let Some(response) = done.response else {
         return Ok(());
     };
-    out.clear();
-    if let Err(e) = encode_response(done.correlation_id, done.api_version, &response, out) {
+    let not_encoded = |e: EncodeError| {
         // A response we built that does not encode at the client's version is
         // a bug on our side; log it and close rather than send garbage.
         warn!(api = name, version = done.api_version, error = %e, "response does not encode");
-        return Err(std::io::Error::other(e.to_string()));
+        std::io::Error::other(e.to_string())
+    };
+    match response {
+        Response::Body(body) => {
+            out.clear();
+            encode_response(done.correlation_id, done.api_version, &body, out)
+                .map_err(not_encoded)?;
+            wr.write_all(out).await
+        }
+        Response::Fetch(fetch) => {
+            // Record sets go out from storage's buffers in vectored writes.
+            let mut parts = encode_spliced_fetch(done.correlation_id, done.api_version, fetch)
+                .map_err(not_encoded)?;
+            wr.write_all_buf(&mut parts).await
+        }
     }
-    wr.write_all(out).await
 }

@@ -21,14 +21,42 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use skiff_wire::ApiVersionTable;
 use skiff_wire::kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
+use skiff_wire::spliced::SplicedFetch;
 
 use crate::broker::Broker;
 
 /// The second step of a handler: resolves to the response, or `None` when
 /// the request gets no response (Produce with acks=0).
-pub type Respond = BoxFuture<'static, Option<ResponseKind>>;
+pub type Respond = BoxFuture<'static, Option<Response>>;
 /// The first step of a handler.
 pub type Admit = BoxFuture<'static, Respond>;
+
+/// What a handler answers.
+#[derive(Debug)]
+pub enum Response {
+    /// A response encoded whole by kafka-protocol.
+    Body(ResponseKind),
+    /// A Fetch response whose record sets are written from the stored
+    /// batches' buffers (see [`skiff_wire::spliced`]).
+    Fetch(SplicedFetch),
+}
+
+impl From<ResponseKind> for Response {
+    fn from(body: ResponseKind) -> Self {
+        Self::Body(body)
+    }
+}
+
+impl Response {
+    /// The response as one kafka-protocol message, record sets concatenated
+    /// (for in-process callers such as tests).
+    pub fn into_body(self) -> ResponseKind {
+        match self {
+            Self::Body(body) => body,
+            Self::Fetch(fetch) => ResponseKind::Fetch(fetch.into_inline()),
+        }
+    }
+}
 
 /// Everything a handler knows about the request besides its body.
 #[derive(Debug, Clone)]
@@ -109,6 +137,7 @@ impl Router {
 
 /// An admit step that is already done, with its response.
 pub fn ready(response: Option<ResponseKind>) -> Admit {
+    let response = response.map(Response::from);
     futures::future::ready(futures::future::ready(response).boxed()).boxed()
 }
 
@@ -124,7 +153,7 @@ where
 {
     async move {
         let response = fut.await;
-        futures::future::ready(Some(response)).boxed()
+        futures::future::ready(Some(response.into())).boxed()
     }
     .boxed()
 }

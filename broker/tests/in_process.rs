@@ -67,7 +67,7 @@ impl TestBroker {
         };
         let b = self.broker();
         let respond = b.router.dispatch(b.clone(), ctx, key, body).await;
-        respond.await.expect("a response")
+        respond.await.expect("a response").into_body()
     }
 
     async fn create_topic(&self, name: &str, partitions: i32) -> Uuid {
@@ -302,7 +302,7 @@ async fn incremental_fetch_sessions_by_name() {
                 .router
                 .dispatch(b2.clone(), ctx, ApiKey::Fetch, RequestKind::Fetch(req))
                 .await;
-            respond.await
+            respond.await.map(|r| r.into_body())
         })
     };
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;

@@ -61,7 +61,7 @@ async fn call(b: &Arc<Broker>, key: ApiKey, version: i16, body: RequestKind) -> 
         peer: "127.0.0.1:1".parse().expect("addr"),
     };
     let respond = b.router.dispatch(b.clone(), ctx, key, body).await;
-    respond.await.expect("a response")
+    respond.await.expect("a response").into_body()
 }
 
 fn name() -> TopicName {

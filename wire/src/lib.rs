@@ -91,6 +91,7 @@ pub mod fuzz_bodies;
 pub mod records;
 mod request;
 mod response;
+pub mod spliced;
 mod versions;
 
 pub use frame::{DEFAULT_MAX_FRAME_SIZE, FrameDecoder, FrameError, SIZE_PREFIX_LEN, encode_frame};

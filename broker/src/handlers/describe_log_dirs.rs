@@ -28,7 +28,8 @@ pub(super) fn handle(
 ) -> Admit {
     // Reading WAL tails may take a while; later requests need not wait.
     futures::future::ready(
-        async move { Some(ResponseKind::DescribeLogDirs(describe(&broker, req).await)) }.boxed(),
+        async move { Some(ResponseKind::DescribeLogDirs(describe(&broker, req).await).into()) }
+            .boxed(),
     )
     .boxed()
 }

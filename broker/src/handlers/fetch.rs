@@ -7,15 +7,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::Bytes;
 use futures::FutureExt;
 use skiff_storage::ReadError;
 use skiff_wire::kafka_protocol::error::ResponseError;
 use skiff_wire::kafka_protocol::messages::{
-    BrokerId, FetchRequest, FetchResponse, ProducerId, ResponseKind, TopicName,
+    BrokerId, FetchRequest, FetchResponse, ProducerId, TopicName,
     fetch_response::{AbortedTransaction, FetchableTopicResponse, LeaderIdAndEpoch, PartitionData},
 };
 use skiff_wire::kafka_protocol::protocol::StrBytes;
+use skiff_wire::spliced::SplicedFetch;
 use tokio::sync::watch;
 use tracing::debug;
 
@@ -24,7 +25,7 @@ use crate::errors::KafkaError;
 use crate::fetch_session::{INVALID_SESSION_ID, Observed, PartitionKey, Wanted};
 use crate::metrics::TopicLabels;
 use crate::partitions::Partition;
-use crate::router::{Admit, RequestContext};
+use crate::router::{Admit, RequestContext, Response};
 
 /// Kafka's isolation levels.
 const READ_COMMITTED: i8 = 1;
@@ -35,9 +36,25 @@ pub(super) fn handle(broker: Arc<Broker>, ctx: RequestContext, req: FetchRequest
     // Nothing in a fetch changes state, so the whole wait is in the respond step
     // and later requests on the connection are not held up by a long poll.
     futures::future::ready(
-        async move { Some(ResponseKind::Fetch(fetch(&broker, &ctx, req).await)) }.boxed(),
+        async move { Some(Response::Fetch(fetch(&broker, &ctx, req).await)) }.boxed(),
     )
     .boxed()
+}
+
+/// One partition of a response being built: its fields, and the stored
+/// batches that become its records (empty on errors).
+struct Part {
+    data: PartitionData,
+    batches: Vec<Bytes>,
+}
+
+impl Part {
+    fn error(data: PartitionData) -> Self {
+        Self {
+            data,
+            batches: Vec::new(),
+        }
+    }
 }
 
 /// One topic of the response, with the session's partitions to fetch.
@@ -110,7 +127,7 @@ fn targets(broker: &Broker, plan: Vec<(PartitionKey, Wanted)>) -> Vec<Target> {
     out
 }
 
-async fn fetch(broker: &Broker, ctx: &RequestContext, req: FetchRequest) -> FetchResponse {
+async fn fetch(broker: &Broker, ctx: &RequestContext, req: FetchRequest) -> SplicedFetch {
     let max_wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     let deadline = tokio::time::Instant::now() + max_wait;
     let min_bytes = req.min_bytes.max(0) as usize;
@@ -141,9 +158,12 @@ async fn fetch(broker: &Broker, ctx: &RequestContext, req: FetchRequest) -> Fetc
         Ok(plan) => plan,
         Err(code) => {
             debug!(peer = %ctx.peer, session = req.session_id, epoch = req.session_epoch, ?code, "fetch session error");
-            return FetchResponse::default()
-                .with_error_code(code.code())
-                .with_session_id(INVALID_SESSION_ID);
+            return SplicedFetch {
+                response: FetchResponse::default()
+                    .with_error_code(code.code())
+                    .with_session_id(INVALID_SESSION_ID),
+                sets: Vec::new(),
+            };
         }
     };
     let kind = plan.kind;
@@ -179,7 +199,7 @@ async fn fetch(broker: &Broker, ctx: &RequestContext, req: FetchRequest) -> Fetc
                         Ok(p) => p,
                         Err(e) => {
                             any_error = true;
-                            parts.push(data.with_error_code(e.code()));
+                            parts.push(Part::error(data.with_error_code(e.code())));
                             continue;
                         }
                     };
@@ -198,16 +218,20 @@ async fn fetch(broker: &Broker, ctx: &RequestContext, req: FetchRequest) -> Fetc
                 let lso = partition.producers.last_stable_offset(hw);
                 let upper = if read_committed { lso } else { hw };
                 match read_partition(&partition, fp.fetch_offset, upper, limit, total == 0).await {
-                    Ok((records, fetched_end)) => {
-                        total += records.len();
-                        if !records.is_empty() {
+                    Ok(Read {
+                        batches,
+                        bytes,
+                        fetched_end,
+                    }) => {
+                        total += bytes;
+                        if bytes > 0 {
                             broker
                                 .metrics
                                 .bytes_out
                                 .get_or_create(&TopicLabels {
                                     topic: name.clone(),
                                 })
-                                .inc_by(records.len() as u64);
+                                .inc_by(bytes as u64);
                         }
                         let data = if read_committed && fetched_end > fp.fetch_offset {
                             data.with_aborted_transactions(Some(aborted(
@@ -218,33 +242,29 @@ async fn fetch(broker: &Broker, ctx: &RequestContext, req: FetchRequest) -> Fetc
                         } else {
                             data
                         };
-                        parts.push(
-                            data.with_high_watermark(hw)
+                        parts.push(Part {
+                            data: data
+                                .with_high_watermark(hw)
                                 .with_last_stable_offset(lso)
-                                .with_log_start_offset(partition.log_start_offset())
-                                .with_records(Some(records.freeze())),
-                        );
+                                .with_log_start_offset(partition.log_start_offset()),
+                            batches,
+                        });
                     }
                     Err(e) => {
                         any_error = true;
-                        parts.push(
+                        parts.push(Part::error(
                             data.with_error_code(e.code())
                                 .with_high_watermark(hw)
                                 .with_last_stable_offset(lso)
                                 .with_log_start_offset(partition.log_start_offset()),
-                        );
+                        ));
                     }
                 }
             }
             for (part, (k, _)) in parts.iter().zip(&t.partitions) {
                 observed.push((k.clone(), observe(part)));
             }
-            responses.push(
-                FetchableTopicResponse::default()
-                    .with_topic(t.topic.clone())
-                    .with_topic_id(t.topic_id)
-                    .with_partitions(parts),
-            );
+            responses.push((t, parts));
         }
         let done = total >= min_bytes.max(1)
             || any_error
@@ -253,39 +273,53 @@ async fn fetch(broker: &Broker, ctx: &RequestContext, req: FetchRequest) -> Fetc
             || broker.shutdown.is_cancelled();
         if done {
             let include = broker.fetch_sessions.finish(kind, &observed);
-            return FetchResponse::default()
-                .with_session_id(kind.response_id())
-                .with_responses(keep_included(responses, &include));
+            return response(kind.response_id(), responses, &include);
         }
         wait_for_any(watchers, deadline, &broker.shutdown).await;
     }
 }
 
 /// What a response tells the client about a partition.
-fn observe(p: &PartitionData) -> Observed {
+fn observe(p: &Part) -> Observed {
     Observed {
-        high_watermark: p.high_watermark,
-        last_stable_offset: p.last_stable_offset,
-        log_start_offset: p.log_start_offset,
-        has_records: p.records.as_ref().is_some_and(|r| !r.is_empty()),
-        error: p.error_code != 0,
+        high_watermark: p.data.high_watermark,
+        last_stable_offset: p.data.last_stable_offset,
+        log_start_offset: p.data.log_start_offset,
+        has_records: !p.batches.is_empty(),
+        error: p.data.error_code != 0,
     }
 }
 
-/// Drop the partitions an incremental response leaves out (`include` is in
-/// response order), and topics left with none.
-fn keep_included(
-    responses: Vec<FetchableTopicResponse>,
-    include: &[bool],
-) -> Vec<FetchableTopicResponse> {
+/// The response: the partitions an incremental fetch includes (`include` is
+/// in response order), topics left with none dropped, each partition's
+/// batches spliced in as its records.
+fn response(session_id: i32, topics: Vec<(&Target, Vec<Part>)>, include: &[bool]) -> SplicedFetch {
     let mut flags = include.iter().copied();
-    responses
-        .into_iter()
-        .filter_map(|mut t| {
-            t.partitions.retain(|_| flags.next().unwrap_or(true));
-            (!t.partitions.is_empty()).then_some(t)
-        })
-        .collect()
+    let mut sets = Vec::new();
+    let mut responses = Vec::with_capacity(topics.len());
+    for (t, parts) in topics {
+        let mut partitions = Vec::with_capacity(parts.len());
+        for p in parts {
+            if flags.next().unwrap_or(true) {
+                partitions.push(p.data.with_records(Some(Bytes::new())));
+                sets.push(p.batches);
+            }
+        }
+        if !partitions.is_empty() {
+            responses.push(
+                FetchableTopicResponse::default()
+                    .with_topic(t.topic.clone())
+                    .with_topic_id(t.topic_id)
+                    .with_partitions(partitions),
+            );
+        }
+    }
+    SplicedFetch {
+        response: FetchResponse::default()
+            .with_session_id(session_id)
+            .with_responses(responses),
+        sets,
+    }
 }
 
 /// Compare the client's view of the leader epoch with ours (v9+).
@@ -323,19 +357,27 @@ fn aborted(p: &Partition, from: i64, to: i64) -> Vec<AbortedTransaction> {
         .collect()
 }
 
+/// What [`read_partition`] returns: the stored batches, their total size
+/// and the offset after the last one.
+struct Read {
+    batches: Vec<Bytes>,
+    bytes: usize,
+    fetched_end: i64,
+}
+
 /// Read from `offset` up to `limit` bytes, only batches below `upper` (the
 /// high watermark, or the last stable offset for read_committed). The first
 /// partition with data in a response returns at least one whole batch even
 /// if it is larger than the limits (KIP-74), so a consumer always
-/// progresses; later ones stop at the limit. Returns the records and the
-/// offset after the last batch returned.
+/// progresses; later ones stop at the limit. The batches are storage's own
+/// buffers, not copied (the response is written from them).
 async fn read_partition(
     p: &Partition,
     offset: i64,
     upper: i64,
     limit: usize,
     first: bool,
-) -> Result<(BytesMut, i64), KafkaError> {
+) -> Result<Read, KafkaError> {
     let start = p.log_start_offset();
     let end = p.high_watermark();
     if offset < start || offset > end {
@@ -344,10 +386,13 @@ async fn read_partition(
             format!("offset {offset} is outside {start}..={end}"),
         ));
     }
-    let mut out = BytesMut::new();
-    let mut fetched_end = offset;
+    let mut out = Read {
+        batches: Vec::new(),
+        bytes: 0,
+        fetched_end: offset,
+    };
     if offset >= upper || (limit == 0 && !first) {
-        return Ok((out, fetched_end));
+        return Ok(out);
     }
     let batches = p
         .stream
@@ -358,13 +403,14 @@ async fn read_partition(
         if b.base_offset as i64 >= upper {
             break;
         }
-        if (!out.is_empty() || !first) && out.len() + b.payload.len() > limit {
+        if (out.bytes > 0 || !first) && out.bytes + b.payload.len() > limit {
             break;
         }
-        out.extend_from_slice(&b.payload);
-        fetched_end = b.end_offset() as i64;
+        out.bytes += b.payload.len();
+        out.fetched_end = b.end_offset() as i64;
+        out.batches.push(b.payload);
     }
-    Ok((out, fetched_end))
+    Ok(out)
 }
 
 /// The one place storage read errors become Kafka codes.

@@ -55,7 +55,7 @@ pub(super) fn handle(broker: Arc<Broker>, ctx: RequestContext, req: JoinGroupReq
                     .await
                     .unwrap_or_else(|_| JoinResult::error(E::RebalanceInProgress, &member_id)),
             };
-            Some(ResponseKind::JoinGroup(response(result)))
+            Some(ResponseKind::JoinGroup(response(result)).into())
         }
         .boxed()
     }

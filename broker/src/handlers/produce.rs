@@ -41,7 +41,7 @@ pub(super) fn handle(broker: Arc<Broker>, _ctx: RequestContext, req: ProduceRequ
                 ResponseError::InvalidRequiredAcks,
                 "acks must be -1, 0 or 1",
             );
-            return futures::future::ready(Some(ResponseKind::Produce(resp))).boxed();
+            return futures::future::ready(Some(ResponseKind::Produce(resp).into())).boxed();
         }
         // Admission, in request order: validate and append every partition.
         let mut topics_out = Vec::with_capacity(req.topic_data.len());
@@ -77,9 +77,7 @@ pub(super) fn handle(broker: Arc<Broker>, _ctx: RequestContext, req: ProduceRequ
                         .with_partition_responses(parts),
                 );
             }
-            Some(ResponseKind::Produce(
-                ProduceResponse::default().with_responses(responses),
-            ))
+            Some(ResponseKind::Produce(ProduceResponse::default().with_responses(responses)).into())
         }
         .boxed()
     }

@@ -43,13 +43,16 @@ pub(super) fn handle(broker: Arc<Broker>, _ctx: RequestContext, req: SyncGroupRe
                     .await
                     .unwrap_or_else(|_| SyncResult::error(E::RebalanceInProgress)),
             };
-            Some(ResponseKind::SyncGroup(
-                SyncGroupResponse::default()
-                    .with_error_code(r.error)
-                    .with_protocol_type(r.protocol_type.map(StrBytes::from_string))
-                    .with_protocol_name(r.protocol.map(StrBytes::from_string))
-                    .with_assignment(r.assignment),
-            ))
+            Some(
+                ResponseKind::SyncGroup(
+                    SyncGroupResponse::default()
+                        .with_error_code(r.error)
+                        .with_protocol_type(r.protocol_type.map(StrBytes::from_string))
+                        .with_protocol_name(r.protocol.map(StrBytes::from_string))
+                        .with_assignment(r.assignment),
+                )
+                .into(),
+            )
         }
         .boxed()
     }
