@@ -106,6 +106,7 @@ impl Storage {
                     max_delay: cfg.group_commit_max_delay,
                     max_bytes: cfg.group_commit_max_bytes as usize,
                     segment_bytes: cfg.segment_bytes,
+                    direct_io: cfg.direct_io,
                 };
                 (Wal::File(FileWal::start(rec, opts, sink)?), end)
             }
