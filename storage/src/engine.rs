@@ -367,10 +367,11 @@ impl WalSink<AppendTag> for Shared {
         let mut items: Vec<PendingItem> = Vec::with_capacity(group.len());
         let mut acks = Vec::with_capacity(group.len());
         for (rec, tag) in group {
+            let crc = rec.payload.crc();
             let batch = StoredBatch {
                 base_offset: rec.base_offset,
                 records: rec.records,
-                payload: rec.payload,
+                payload: rec.payload.into_bytes(),
             };
             let end = batch.end_offset();
             let st = &tag.stream;
@@ -382,7 +383,7 @@ impl WalSink<AppendTag> for Shared {
                     self.log_cache.insert(st.id, batch.clone());
                     st.offsets.lock().durable = end;
                     st.end_tx.send_replace(end);
-                    items.push((st.id, st.epoch, batch, tag.permit));
+                    items.push((st.id, st.epoch, (batch, crc), tag.permit));
                     Ok(AppendResult {
                         base_offset: rec.base_offset,
                         end_offset: end,

@@ -89,12 +89,13 @@ pub(crate) async fn replay(shared: &Shared, mut source: Recovery<'_>) -> Result<
             }
             expect.insert(rec.stream, Some((epoch, end)));
             replayed += 1;
+            let crc = rec.payload.crc();
             let batch = StoredBatch {
                 base_offset: rec.base_offset,
                 records: rec.records,
-                payload: rec.payload,
+                payload: rec.payload.into_bytes(),
             };
-            items.push((rec.stream, rec.epoch, batch, None));
+            items.push((rec.stream, rec.epoch, (batch, crc), None));
         }
         end_pos = chunk.end_pos;
         let seal = shared.config.upload.seal_bytes;

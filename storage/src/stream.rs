@@ -17,7 +17,7 @@ use parking_lot::Mutex;
 use skiff_common::{StreamEpoch, StreamId};
 use tokio::sync::{oneshot, watch};
 
-use crate::batch::StoredBatch;
+use crate::batch::{Payload, StoredBatch};
 use crate::engine::Shared;
 use crate::error::{AppendError, CloseError, ReadError, TrimError};
 use crate::wal::{WalError, WalRecord};
@@ -227,20 +227,21 @@ impl StreamHandle {
     /// against state only valid under the single-writer lock (Kafka's
     /// producer sequence checks). `build` may refuse the batch
     /// ([`TryAppendError::Rejected`], nothing appended) or return the payload
-    /// and a token; `commit` gets the token, still under the writer lock, once
+    /// (`Bytes`, or a [`Payload`] when its crc32c is already known) and a token; `commit` gets the token, still under the writer lock, once
     /// the record is accepted (offsets assigned, memory reserved) and before
     /// it is handed to the WAL, so state updated there is in place before the
     /// record can be durable or visible to readers. Only a WAL already shut
     /// down refuses it after `commit` ([`AppendError::Closed`]); the stream
     /// then takes no more appends and must be reopened, state rebuilt.
-    pub async fn try_append_with<E, T, F, C>(
+    pub async fn try_append_with<E, T, P, F, C>(
         &self,
         records: u32,
         build: F,
         commit: C,
     ) -> Result<PendingAppend, TryAppendError<E>>
     where
-        F: FnOnce(u64) -> Result<(Bytes, T), E>,
+        P: Into<Payload>,
+        F: FnOnce(u64) -> Result<(P, T), E>,
         C: FnOnce(T),
     {
         if records == 0 {
@@ -251,6 +252,7 @@ impl StreamHandle {
         st.writable()?;
         let base = st.offsets.lock().next;
         let (payload, token) = build(base).map_err(TryAppendError::Rejected)?;
+        let payload: Payload = payload.into();
         let max = self.shared.config.wal.max_record_bytes;
         if payload.len() as u64 > max {
             return Err(AppendError::TooLarge {

@@ -46,7 +46,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 #[derive(Default)]
 pub(crate) struct PendingStream {
     epoch: Option<StreamEpoch>,
-    batches: Vec<StoredBatch>,
+    /// Each batch with the crc32c of its payload (object blocks reuse it).
+    batches: Vec<(StoredBatch, u32)>,
     bytes: u64,
     permits: Vec<OwnedSemaphorePermit>,
 }
@@ -93,12 +94,12 @@ pub(crate) struct Uploader {
     pub(crate) cancel: CancellationToken,
 }
 
-/// An item for [`Uploader::push`]: a durable batch of a stream at an epoch,
-/// with the budget it holds until committed.
+/// An item for [`Uploader::push`]: a durable batch of a stream at an epoch
+/// (with its payload's crc32c), with the budget it holds until committed.
 pub(crate) type PendingItem = (
     StreamId,
     StreamEpoch,
-    StoredBatch,
+    (StoredBatch, u32),
     Option<OwnedSemaphorePermit>,
 );
 
@@ -123,7 +124,7 @@ impl Uploader {
         // the first pending data must wake it so the interval starts.
         let first = p.since.is_none() && !items.is_empty();
         for (stream, epoch, batch, permit) in items {
-            let len = batch.payload.len() as u64;
+            let len = batch.0.payload.len() as u64;
             let s = p.streams.entry(stream).or_default();
             s.epoch = Some(epoch);
             s.bytes += len;
@@ -302,14 +303,20 @@ fn encode<'a>(
     let mut b = ObjectBuilder::new(BLOCK_BYTES);
     let mut ranges = Vec::new();
     for (stream, s) in streams {
-        let (Some(epoch), Some(first), Some(last)) = (s.epoch, s.batches.first(), s.batches.last())
+        let (Some(epoch), Some((first, _)), Some((last, _))) =
+            (s.epoch, s.batches.first(), s.batches.last())
         else {
             continue;
         };
         let mut ok = true;
-        for batch in &s.batches {
-            if let Err(e) = b.push_bytes(*stream, batch.base_offset, batch.records, &batch.payload)
-            {
+        for (batch, crc) in &s.batches {
+            if let Err(e) = b.push_bytes(
+                *stream,
+                batch.base_offset,
+                batch.records,
+                &batch.payload,
+                *crc,
+            ) {
                 // Dense, ordered batches always encode; this is a bug, and the
                 // stream's range is left out (its data stays uncommitted).
                 tracing::error!(%stream, error = %e, "cannot encode stream into object");

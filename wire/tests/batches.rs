@@ -10,7 +10,7 @@ use skiff_wire::kafka_protocol::records::{
 };
 use skiff_wire::records::{
     BatchBuilder, BatchError, BatchMut, BatchView, Batches, Compression, CompressionError,
-    NewRecord, TimestampType, ValidateOptions, compute_crc, single_batch,
+    NewRecord, TimestampType, ValidateOptions, compute_crc, single_batch, whole_crc_from_stored,
 };
 
 const CORRUPT_MESSAGE: i16 = 2;
@@ -141,6 +141,28 @@ fn assert_records_match(batch: &BatchView, recs: &[Rec]) {
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// The whole-batch crc derived from the stored crc equals a crc32c
+    /// over every byte, before and after stamping.
+    #[test]
+    fn whole_crc_matches_a_full_pass(recs in proptest::collection::vec(arb_rec(), 1..8),
+                                     codec in arb_codec(),
+                                     base in 0i64..i64::MAX / 2,
+                                     epoch in 0i32..1000,
+                                     append_time in proptest::option::of(1_600_000_000_000i64..1_900_000_000_000)) {
+        let mut v = build(&recs, codec).to_vec();
+        prop_assert_eq!(whole_crc_from_stored(&v), Some(crc32c::crc32c(&v)));
+        {
+            let mut m = BatchMut::new(&mut v).unwrap();
+            m.set_base_offset(base);
+            m.set_partition_leader_epoch(epoch);
+            if let Some(t) = append_time {
+                m.set_max_timestamp(TimestampType::LogAppendTime, t);
+            }
+        }
+        prop_assert_eq!(whole_crc_from_stored(&v), Some(crc32c::crc32c(&v)));
+        prop_assert_eq!(whole_crc_from_stored(&v[..60]), None);
+    }
 
     #[test]
     fn built_batches_validate_and_read_back(recs in proptest::collection::vec(arb_rec(), 1..40), codec in arb_codec()) {

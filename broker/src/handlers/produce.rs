@@ -8,6 +8,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
 use futures::future::join_all;
+use skiff_storage::batch::Payload;
 use skiff_storage::{PendingAppend, TryAppendError};
 use skiff_wire::kafka_protocol::error::ResponseError;
 use skiff_wire::kafka_protocol::messages::{
@@ -15,7 +16,9 @@ use skiff_wire::kafka_protocol::messages::{
     produce_response::{BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse},
 };
 use skiff_wire::kafka_protocol::protocol::StrBytes;
-use skiff_wire::records::{BatchMut, BatchView, ValidateOptions, single_batch};
+use skiff_wire::records::{
+    BatchMut, BatchView, ValidateOptions, single_batch, whole_crc_from_stored,
+};
 use tracing::debug;
 
 use crate::broker::Broker;
@@ -400,18 +403,23 @@ async fn verify_txn(
 /// The batch as stored: base offset and leader epoch stamped in place (they
 /// are outside the crc); for LogAppendTime topics the max timestamp and
 /// attribute are set and the crc recomputed.
-fn stamp(batch: &BatchView, base: u64, leader_epoch: i32, append_time: Option<i64>) -> Bytes {
+/// The validated batch as stored: base offset and leader epoch set (and the
+/// max timestamp for LogAppendTime topics), with the crc32c of all its bytes
+/// derived from its verified crc, so storage's frames need not read it again.
+fn stamp(batch: &BatchView, base: u64, leader_epoch: i32, append_time: Option<i64>) -> Payload {
     let mut buf = BytesMut::from(batch.bytes().as_ref());
     if let Ok(mut m) = BatchMut::new(&mut buf) {
         m.set_base_offset(base as i64);
         m.set_partition_leader_epoch(leader_epoch);
-        if let Some(t) = append_time
-            && m.set_max_timestamp(skiff_wire::records::TimestampType::LogAppendTime, t)
-        {
-            m.update_crc();
+        if let Some(t) = append_time {
+            // Recomputes the stored crc when it changes anything.
+            m.set_max_timestamp(skiff_wire::records::TimestampType::LogAppendTime, t);
         }
     }
-    buf.freeze()
+    match whole_crc_from_stored(&buf) {
+        Some(crc) => Payload::with_crc(buf.freeze(), crc),
+        None => Payload::new(buf.freeze()),
+    }
 }
 
 fn batch_failure(e: skiff_wire::records::BatchError) -> Admitted {

@@ -133,21 +133,26 @@ impl ObjectBuilder {
         records: u32,
         payload: &[u8],
     ) -> Result<(), BuildError> {
-        self.push_frame(stream, base_offset, records, payload)?;
+        self.push_frame(stream, base_offset, records, payload.len(), || {
+            crc32c::crc32c(payload)
+        })?;
         self.put(payload);
         Ok(())
     }
 
-    /// [`ObjectBuilder::push`] for a shared buffer: a large payload becomes a
-    /// part of the object without being copied.
+    /// [`ObjectBuilder::push`] for a shared buffer whose crc32c is known
+    /// (`payload_crc`, carried from the WAL record): a large payload becomes
+    /// a part of the object without being copied, and no payload is read
+    /// for the block's crc.
     pub fn push_bytes(
         &mut self,
         stream: StreamId,
         base_offset: u64,
         records: u32,
         payload: &Bytes,
+        payload_crc: u32,
     ) -> Result<(), BuildError> {
-        self.push_frame(stream, base_offset, records, payload)?;
+        self.push_frame(stream, base_offset, records, payload.len(), || payload_crc)?;
         if payload.len() >= SHARE_AT_LEAST {
             self.parts.push(Part::Shared(payload.clone()));
             self.len += payload.len();
@@ -158,13 +163,15 @@ impl ObjectBuilder {
     }
 
     /// Checks the batch, opens or cuts blocks, writes the frame header and
-    /// accounts the payload in the block's crc; the caller writes the payload.
+    /// accounts the payload (`payload_len` bytes, crc32c from `payload_crc`)
+    /// in the block's crc; the caller writes the payload.
     fn push_frame(
         &mut self,
         stream: StreamId,
         base_offset: u64,
         records: u32,
-        payload: &[u8],
+        payload_len: usize,
+        payload_crc: impl FnOnce() -> u32,
     ) -> Result<(), BuildError> {
         if records == 0 {
             return Err(BuildError::EmptyBatch {
@@ -172,7 +179,7 @@ impl ObjectBuilder {
                 base_offset,
             });
         }
-        let len = u32::try_from(payload.len()).map_err(|_| BuildError::TooLarge(payload.len()))?;
+        let len = u32::try_from(payload_len).map_err(|_| BuildError::TooLarge(payload_len))?;
         let end = base_offset
             .checked_add(u64::from(records))
             .ok_or(BuildError::OffsetOverflow(base_offset))?;
@@ -232,7 +239,11 @@ impl ObjectBuilder {
         frame[12..].copy_from_slice(&len.to_le_bytes());
         self.put(&frame);
         let b = self.open.as_mut().expect("opened above");
-        b.frames_crc = crc32c::crc32c_append(crc32c::crc32c_append(b.frames_crc, &frame), payload);
+        b.frames_crc = crc32c::crc32c_combine(
+            crc32c::crc32c_append(b.frames_crc, &frame),
+            payload_crc(),
+            payload_len,
+        );
         b.count += 1;
         b.next = end;
         Ok(())

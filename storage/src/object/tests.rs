@@ -242,8 +242,9 @@ proptest! {
                 }
                 let base = next + gap;
                 copied.push(StreamId(*s), base, *records, &payload).unwrap();
+                let crc = crc32c::crc32c(&payload);
                 shared
-                    .push_bytes(StreamId(*s), base, *records, &Bytes::from(payload))
+                    .push_bytes(StreamId(*s), base, *records, &Bytes::from(payload), crc)
                     .unwrap();
                 next = base + u64::from(*records);
             }

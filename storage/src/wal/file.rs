@@ -446,7 +446,7 @@ impl<T: Send + 'static> Writer<T> {
         let mut parts: Vec<&[u8]> = Vec::with_capacity(group.entries.len() * 2);
         for ((r, _), h) in group.entries.iter().zip(&headers) {
             parts.push(h);
-            parts.push(&r.payload);
+            parts.push(r.payload.bytes());
         }
         let fd = match &self.direct {
             Some(direct) if group.bytes >= DIRECT_FROM => direct,

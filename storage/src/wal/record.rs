@@ -22,6 +22,8 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use skiff_common::{StreamEpoch, StreamId};
 
+use crate::batch::Payload;
+
 /// `"SKWL"`; lets recovery tell a torn tail from a corrupt record in the middle.
 pub const MAGIC: [u8; 4] = *b"SKWL";
 /// Frame version written by this code (stable on disk).
@@ -42,7 +44,8 @@ pub struct WalRecord {
     pub epoch: StreamEpoch,
     pub base_offset: u64,
     pub records: u32,
-    pub payload: Bytes,
+    /// The batch, with the crc32c the frame's crc is combined from.
+    pub payload: Payload,
 }
 
 impl WalRecord {
@@ -55,7 +58,7 @@ impl WalRecord {
     pub fn encode(&self, out: &mut BytesMut) {
         out.reserve(self.encoded_len());
         out.put_slice(&self.header());
-        out.put_slice(&self.payload);
+        out.put_slice(self.payload.bytes());
     }
 
     /// The frame's bytes before the payload (header and fixed body, crc
@@ -74,7 +77,12 @@ impl WalRecord {
             b.put_u64_le(self.base_offset);
             b.put_u32_le(self.records);
         }
-        let crc = crc32c::crc32c_append(crc32c::crc32c(&out[HEADER_LEN..]), &self.payload);
+        // The payload's crc is known: combining it costs no pass over the data.
+        let crc = crc32c::crc32c_combine(
+            crc32c::crc32c(&out[HEADER_LEN..]),
+            self.payload.crc(),
+            self.payload.len(),
+        );
         let mut h = &mut out[..HEADER_LEN];
         h.put_slice(&MAGIC);
         h.put_u32_le(body_len as u32);
@@ -129,7 +137,14 @@ pub fn decode(buf: &Bytes) -> Result<(WalRecord, usize), DecodeError> {
         });
     }
     let body = &buf[HEADER_LEN..total];
-    let computed = crc32c::crc32c(body);
+    // The payload's own crc is kept (object blocks reuse it); the frame's
+    // crc is combined from it and the fixed part's.
+    let payload_crc = crc32c::crc32c(&body[BODY_FIXED_LEN..]);
+    let computed = crc32c::crc32c_combine(
+        crc32c::crc32c(&body[..BODY_FIXED_LEN]),
+        payload_crc,
+        body.len() - BODY_FIXED_LEN,
+    );
     if computed != stored {
         return Err(DecodeError::Crc { stored, computed });
     }
@@ -150,7 +165,7 @@ pub fn decode(buf: &Bytes) -> Result<(WalRecord, usize), DecodeError> {
     if records == 0 {
         return Err(DecodeError::NoRecords);
     }
-    let payload = buf.slice(HEADER_LEN + BODY_FIXED_LEN..total);
+    let payload = Payload::with_crc(buf.slice(HEADER_LEN + BODY_FIXED_LEN..total), payload_crc);
     Ok((
         WalRecord {
             stream,
@@ -201,7 +216,7 @@ mod tests {
                 epoch: StreamEpoch(e),
                 base_offset: b,
                 records: r,
-                payload: Bytes::from(p),
+                payload: Payload::new(Bytes::from(p)),
             })
     }
 
@@ -214,7 +229,13 @@ mod tests {
             }
             let mut bytes = buf.freeze();
             for r in &recs {
+                // On disk the crc is one crc32c over the whole body, however
+                // it was computed.
+                let body_len = u32::from_le_bytes(bytes[4..8].try_into().unwrap()) as usize;
+                let stored = u32::from_le_bytes(bytes[8..12].try_into().unwrap());
+                prop_assert_eq!(stored, crc32c::crc32c(&bytes[HEADER_LEN..HEADER_LEN + body_len]));
                 let (got, len) = decode(&bytes).unwrap();
+                prop_assert_eq!(got.payload.crc(), crc32c::crc32c(got.payload.bytes()));
                 prop_assert_eq!(&got, r);
                 prop_assert_eq!(len, r.encoded_len());
                 bytes = bytes.slice(len..);
@@ -272,7 +293,7 @@ mod tests {
             epoch: StreamEpoch(1),
             base_offset: 0,
             records: 1,
-            payload: Bytes::from_static(b"x"),
+            payload: Payload::new(Bytes::from_static(b"x")),
         };
         let mut b = BytesMut::from(&b"SKWLgarbage"[..]);
         rec.encode(&mut b);

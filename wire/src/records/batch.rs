@@ -156,6 +156,29 @@ pub fn compute_crc(batch: &[u8]) -> u32 {
     crc32c::crc32c(&batch[ATTRIBUTES..])
 }
 
+/// The crc32c of all of `batch`'s bytes, header included, derived from the
+/// stored crc instead of read from the records: the 21 bytes before the
+/// attributes are hashed and combined with the stored crc, which covers the
+/// rest. Storage frames (WAL records, object blocks) checksum whole batches;
+/// this lets them do it without another pass over the data.
+///
+/// Only meaningful for a batch whose stored crc is known to be right: one
+/// that passed [`BatchView::verify_crc`] (or [`BatchView::validate`]) and was
+/// changed since only through [`BatchMut`], which keeps the crc current.
+/// Returns `None` for bytes shorter than a batch header.
+pub fn whole_crc_from_stored(batch: &[u8]) -> Option<u32> {
+    if batch.len() < BATCH_HEADER_LEN {
+        return None;
+    }
+    let stored = u32::from_be_bytes(batch[CRC..CRC + 4].try_into().ok()?);
+    let head = crc32c::crc32c(&batch[..ATTRIBUTES]);
+    Some(crc32c::crc32c_combine(
+        head,
+        stored,
+        batch.len() - ATTRIBUTES,
+    ))
+}
+
 /// Limits and checks applied by [`BatchView::validate`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ValidateOptions {

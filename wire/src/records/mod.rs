@@ -16,7 +16,7 @@ mod varint;
 
 pub use batch::{
     Attributes, BATCH_HEADER_LEN, BatchMut, BatchSummary, BatchView, Batches, LOG_OVERHEAD,
-    MAGIC_V2, TimestampType, ValidateOptions, compute_crc, single_batch,
+    MAGIC_V2, TimestampType, ValidateOptions, compute_crc, single_batch, whole_crc_from_stored,
 };
 pub use builder::{BatchBuilder, NewRecord};
 pub use compression::{Compression, CompressionError};
