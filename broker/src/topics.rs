@@ -9,7 +9,7 @@ use skiff_common::{BrokerId, StreamEpoch};
 use skiff_metadata::command::{BrokerState, Command, Output};
 use skiff_metadata::state::ClusterState;
 use skiff_wire::kafka_protocol::error::ResponseError;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 use uuid::Uuid;
 
 use crate::broker::Broker;
@@ -190,7 +190,15 @@ pub async fn place_partitions(
         let partition = first + i as u32;
         let target = owner.unwrap_or(live[(start + partition as usize) % live.len()]);
         if let Err(e) = assign(broker, topic, partition, target, seen[i]).await {
-            warn!(topic, partition, broker = target.0, error = %e.message, "could not place partition");
+            let now = broker
+                .cluster
+                .read(|s: &ClusterState| s.partition(topic, partition).map(|p| p.epoch));
+            if seen[i].is_some() && now != seen[i] {
+                // The controller's sweep placed it first: the intended outcome.
+                debug!(topic, partition, "already placed by the controller");
+            } else {
+                warn!(topic, partition, broker = target.0, error = %e.message, "could not place partition");
+            }
         }
     }
 }
