@@ -94,7 +94,10 @@ pub struct WalConfig {
     /// the device reads, instead of into new page-cache pages the WAL never
     /// reads back. Smaller groups stay buffered (their `fdatasync` waits
     /// less). Where the file system refuses `O_DIRECT` the WAL logs a
-    /// warning and writes through the page cache. Default true.
+    /// warning and writes through the page cache. Default false: on the
+    /// benchmark machine's disk it cut broker CPU per GB produced by about a
+    /// fifth but also produce throughput by about a sixth (BENCHMARKS.md);
+    /// turn it on where the broker is short of CPU rather than of disk.
     pub direct_io: bool,
 }
 
@@ -141,7 +144,7 @@ impl Default for WalConfig {
             group_commit_max_bytes: 4 * MIB,
             segment_bytes: 64 * MIB,
             max_record_bytes: 16 * MIB,
-            direct_io: true,
+            direct_io: false,
         }
     }
 }

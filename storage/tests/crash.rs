@@ -4,8 +4,9 @@
 //! killed with SIGKILL at a random moment, many times. After each kill the
 //! engine is reopened over the same WAL, object store and catalog, and every
 //! acknowledged append must be read back exactly once, in order, at its
-//! offset, with dense offsets. Once with the file WAL, once with the object
-//! WAL.
+//! offset, with dense offsets. With the file WAL (through the page cache,
+//! and with `wal.direct_io`, where large groups are written `O_DIRECT`
+//! between buffered small ones), and with the object WAL.
 //!
 //! `SKIFF_CRASH_ITERATIONS` sets the number of kills per WAL kind (default 4).
 
@@ -42,11 +43,22 @@ fn iterations() -> usize {
         .unwrap_or(4)
 }
 
-fn config(dir: &Path, kind: WalKind) -> StorageConfig {
+/// The WAL a crash loop runs with: the name the child is given.
+fn wal_of(name: &str) -> (WalKind, bool) {
+    match name {
+        "object" => (WalKind::Object, false),
+        "file-direct" => (WalKind::File, true),
+        _ => (WalKind::File, false),
+    }
+}
+
+fn config(dir: &Path, name: &str) -> StorageConfig {
+    let (kind, direct_io) = wal_of(name);
     let mut c = match kind {
         WalKind::File => StorageConfig::default(),
         WalKind::Object => StorageConfig::object_wal("crash"),
     };
+    c.wal.direct_io = direct_io;
     c.data_dir = dir.join("node");
     c.upload.interval = Duration::from_millis(100);
     c.upload.seal_bytes = 256 << 10;
@@ -112,12 +124,12 @@ fn run_child(dir: &Path, kind: &str, seed: u64, acked: &mut Acked) -> Result<usi
 }
 
 /// Reopen over the child's files and check every acknowledged append.
-async fn verify(dir: &Path, kind: WalKind, acked: &Acked) -> Result<u64> {
+async fn verify(dir: &Path, name: &str, acked: &Acked) -> Result<u64> {
     let store = Arc::new(object_store::local::LocalFileSystem::new_with_prefix(
         dir.join("store"),
     )?);
     let catalog = Arc::new(FileCatalog::open(&dir.join("catalog.log")).await?);
-    let storage = Storage::open(config(dir, kind), store, catalog.clone()).await?;
+    let storage = Storage::open(config(dir, name), store, catalog.clone()).await?;
     let mut total = 0;
     for s in 0..STREAMS {
         let Ok(meta) = catalog.stream(StreamId(s)).await else {
@@ -163,12 +175,12 @@ async fn verify(dir: &Path, kind: WalKind, acked: &Acked) -> Result<u64> {
     Ok(total)
 }
 
-async fn crash_loop(kind: WalKind, name: &str) -> Result<()> {
+async fn crash_loop(name: &str) -> Result<()> {
     let dir = tempfile::TempDir::new()?;
     let mut acked = Acked::new();
     for i in 0..iterations() {
         let n = run_child(dir.path(), name, 1000 + i as u64, &mut acked)?;
-        let total = verify(dir.path(), kind, &acked).await?;
+        let total = verify(dir.path(), name, &acked).await?;
         let acks: usize = acked.values().map(BTreeMap::len).sum();
         eprintln!(
             "{name} WAL, kill {i}: {n} new acks, {acks} acked in all, {total} batches stored"
@@ -181,12 +193,17 @@ async fn crash_loop(kind: WalKind, name: &str) -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_file_wal() -> Result<()> {
-    crash_loop(WalKind::File, "file").await
+    crash_loop("file").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_file_wal_direct_io() -> Result<()> {
+    crash_loop("file-direct").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_object_wal() -> Result<()> {
-    crash_loop(WalKind::Object, "object").await
+    crash_loop("object").await
 }
 
 /// The child: when `SKIFF_CRASH_CHILD=<dir>|<file|object>|<seed>` is set,
@@ -203,11 +220,7 @@ fn crash_child_entry() -> Result<()> {
         bail!("bad SKIFF_CRASH_CHILD {spec}");
     };
     let dir = PathBuf::from(dir);
-    let kind = if *kind == "object" {
-        WalKind::Object
-    } else {
-        WalKind::File
-    };
+    let name = kind.to_string();
     let seed: u64 = seed.parse()?;
     let streams = STREAMS;
     tokio::runtime::Builder::new_multi_thread()
@@ -221,7 +234,7 @@ fn crash_child_entry() -> Result<()> {
             )?);
             let catalog = Arc::new(FileCatalog::open(&dir.join("catalog.log")).await?);
             let storage =
-                Arc::new(Storage::open(config(&dir, kind), store, catalog.clone()).await?);
+                Arc::new(Storage::open(config(&dir, &name), store, catalog.clone()).await?);
             let mut handles = Vec::new();
             for s in 0..streams {
                 let id = StreamId(s);

@@ -146,6 +146,38 @@ impl AlignedWriter {
             self.resize(self.keep);
         }
     }
+
+    /// A group of `len` bytes (`parts`) was written and made durable by
+    /// other means (a buffered vectored write at the segment's end): keep
+    /// its partial last block, so a later [`write`](Self::write) starts from
+    /// the right bytes. Copies at most one block.
+    pub(super) fn commit_written(&mut self, parts: &[&[u8]], len: usize) {
+        debug_assert_eq!(parts.iter().map(|p| p.len()).sum::<usize>(), len);
+        let end = self.tail + len;
+        let new_tail = end % BLOCK;
+        let s = self.start;
+        if end < BLOCK {
+            // Still inside the same block: it grows by the whole group.
+            let mut at = s + self.tail;
+            for part in parts {
+                self.mem[at..at + part.len()].copy_from_slice(part);
+                at += part.len();
+            }
+        } else {
+            // The group crossed a block boundary: the new partial block is
+            // the group's last `new_tail` bytes.
+            let mut need = new_tail;
+            for part in parts.iter().rev() {
+                if need == 0 {
+                    break;
+                }
+                let n = need.min(part.len());
+                self.mem[s + need - n..s + need].copy_from_slice(&part[part.len() - n..]);
+                need -= n;
+            }
+        }
+        self.tail = new_tail;
+    }
 }
 
 #[cfg(test)]
@@ -196,6 +228,56 @@ mod tests {
             assert!(on_disk[expect.len()..].iter().all(|&z| z == 0));
         }
         assert_eq!(w.cap, w.keep, "an oversized group does not keep its buffer");
+    }
+
+    #[test]
+    fn aligned_writes_continue_after_groups_written_elsewhere() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seg");
+        let mut buffered = std::fs::OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        let direct = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        let _ = enable_direct_io(&direct);
+        let mut w = AlignedWriter::new(16 * 1024);
+        let mut expect: Vec<u8> = Vec::new();
+        // Buffered (b) and aligned (a) groups alternating, ending inside,
+        // on and across block boundaries, split over several parts.
+        for (i, (how, size)) in [
+            ('b', 10usize),
+            ('b', 100),
+            ('a', 5000),
+            ('b', 4096 - 5110 % 4096),
+            ('a', 7),
+            ('b', 9000),
+            ('b', 1),
+            ('a', 12_345),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let data: Vec<u8> = (0..size).map(|k| (i * 31 + k) as u8).collect();
+            let (x, y) = data.split_at(size / 3);
+            let parts: [&[u8]; 2] = [x, y];
+            let seg_len = expect.len() as u64;
+            if how == 'b' {
+                use std::io::{Seek, SeekFrom};
+                buffered.seek(SeekFrom::Start(seg_len)).unwrap();
+                buffered.write_all(x).unwrap();
+                buffered.write_all(y).unwrap();
+                w.commit_written(&parts, size);
+            } else {
+                w.write(&direct, seg_len, &parts, size).unwrap();
+                w.commit(size);
+            }
+            expect.extend_from_slice(&data);
+            let on_disk = read(&path);
+            assert_eq!(&on_disk[..expect.len()], &expect[..], "after group {i}");
+            assert!(on_disk[expect.len()..].iter().all(|&z| z == 0));
+        }
     }
 
     #[test]
