@@ -227,7 +227,8 @@ impl StreamHandle {
     /// against state only valid under the single-writer lock (Kafka's
     /// producer sequence checks). `build` may refuse the batch
     /// ([`TryAppendError::Rejected`], nothing appended) or return the payload
-    /// (`Bytes`, or a [`Payload`] when its crc32c is already known) and a token; `commit` gets the token, still under the writer lock, once
+    /// (`Bytes`, or a [`Payload`] when its crc32c is already known) and a
+    /// token; `commit` gets the token, still under the writer lock, once
     /// the record is accepted (offsets assigned, memory reserved) and before
     /// it is handed to the WAL, so state updated there is in place before the
     /// record can be durable or visible to readers. Only a WAL already shut

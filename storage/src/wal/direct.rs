@@ -121,12 +121,7 @@ impl AlignedWriter {
             self.resize(padded.max(self.keep));
         }
         let window = &mut self.mem[self.start..self.start + padded];
-        let mut at = self.tail;
-        for part in parts {
-            window[at..at + part.len()].copy_from_slice(part);
-            at += part.len();
-        }
-        debug_assert_eq!(at, end);
+        copy_parts(&mut window[self.tail..end], parts);
         window[end..].fill(0);
         let offset = seg_len - self.tail as u64;
         file.write_all_at(window, offset)?;
@@ -158,11 +153,7 @@ impl AlignedWriter {
         let s = self.start;
         if end < BLOCK {
             // Still inside the same block: it grows by the whole group.
-            let mut at = s + self.tail;
-            for part in parts {
-                self.mem[at..at + part.len()].copy_from_slice(part);
-                at += part.len();
-            }
+            copy_parts(&mut self.mem[s + self.tail..s + end], parts);
         } else {
             // The group crossed a block boundary: the new partial block is
             // the group's last `new_tail` bytes.
@@ -178,6 +169,16 @@ impl AlignedWriter {
         }
         self.tail = new_tail;
     }
+}
+
+/// Copy `parts`, back to back, into `dst` (exactly their total length).
+fn copy_parts(dst: &mut [u8], parts: &[&[u8]]) {
+    let mut at = 0;
+    for part in parts {
+        dst[at..at + part.len()].copy_from_slice(part);
+        at += part.len();
+    }
+    debug_assert_eq!(at, dst.len());
 }
 
 #[cfg(test)]

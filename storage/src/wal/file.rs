@@ -190,8 +190,9 @@ struct Writer<T> {
     /// Length of the current segment file: records, then zeros written ahead.
     alloc_len: u64,
     pos: u64,
-    /// Stages each group block-aligned (carries the partial last block).
-    aligned: AlignedWriter,
+    /// Stages direct groups block-aligned (carries the partial last block);
+    /// `None` when direct I/O is off or was refused at start.
+    aligned: Option<AlignedWriter>,
     /// Segments get an `O_DIRECT` descriptor: asked for and not yet refused.
     direct_io: bool,
     poisoned: Option<WalError>,
@@ -237,7 +238,7 @@ impl<T: Send + 'static> FileWal<T> {
             seg_len: 0,
             alloc_len: 0,
             pos,
-            aligned: AlignedWriter::new(opts.max_bytes),
+            aligned: direct_io.then(|| AlignedWriter::new(opts.max_bytes)),
             direct_io,
             poisoned: None,
             sink,
@@ -448,8 +449,8 @@ impl<T: Send + 'static> Writer<T> {
             parts.push(h);
             parts.push(r.payload.bytes());
         }
-        let direct = match &self.direct {
-            Some(direct) if group.bytes >= DIRECT_FROM => {
+        let mut direct = match (&self.direct, &mut self.aligned) {
+            (Some(direct), Some(aligned)) if group.bytes >= DIRECT_FROM => {
                 // Allocate the rest of the segment before the first direct
                 // write: a direct write that extends the file waits for the
                 // file system to allocate and journal the new blocks, which
@@ -460,16 +461,15 @@ impl<T: Send + 'static> Writer<T> {
                     allocate(&self.file, self.alloc_len, to).map_err(io)?;
                     self.alloc_len = to;
                 }
-                Some(direct)
+                Some((direct, aligned))
             }
             _ => None,
         };
         let len = group.bytes as u64;
         let end = self.seg_len + len;
-        let file_len = match direct {
+        let file_len = match &mut direct {
             // The one copy is into the aligned buffer the device reads from.
-            Some(fd) => self
-                .aligned
+            Some((fd, aligned)) => aligned
                 .write(fd, self.seg_len, &parts, group.bytes)
                 .map_err(io)?,
             // One vectored write at the records' end: payloads go from the
@@ -489,10 +489,13 @@ impl<T: Send + 'static> Writer<T> {
         }
         self.alloc_len = self.alloc_len.max(file_len);
         self.file.sync_data().map_err(io)?;
-        if direct.is_some() {
-            self.aligned.commit(group.bytes);
-        } else {
-            self.aligned.commit_written(&parts, group.bytes);
+        match direct {
+            Some((_, aligned)) => aligned.commit(group.bytes),
+            None => {
+                if let Some(aligned) = &mut self.aligned {
+                    aligned.commit_written(&parts, group.bytes);
+                }
+            }
         }
         self.seg_len = end;
         self.pos += len;
@@ -506,7 +509,9 @@ impl<T: Send + 'static> Writer<T> {
         self.trim_preallocated_now()?;
         (self.file, self.direct) =
             create_segment(&self.dir, self.pos, &self.segments, &mut self.direct_io)?;
-        self.aligned.reset();
+        if let Some(aligned) = &mut self.aligned {
+            aligned.reset();
+        }
         self.seg_len = 0;
         self.alloc_len = 0;
         Ok(())
