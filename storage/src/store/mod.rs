@@ -4,7 +4,7 @@
 //! `Arc<dyn ObjectStore>`, layered (innermost first):
 //!
 //! 1. the backend: `file://` (local file system, the embedded default, under
-//!    the data directory), `s3://bucket/prefix` (AWS or any S3-compatible
+//!    the data directory: [`LocalStore`], large PUTs written with `O_DIRECT`), `s3://bucket/prefix` (AWS or any S3-compatible
 //!    endpoint; the S3 client retries HTTP failures itself), `memory://`;
 //! 2. [`FaultStore`] when `fault_injection` is on: latency, errors,
 //!    timeouts and black holes switched at run time through its
@@ -16,6 +16,7 @@
 //! Errors that are worth retrying are told apart by [`is_transient`].
 
 mod fault;
+mod local;
 mod retry;
 
 use std::path::{Path, PathBuf};
@@ -24,13 +25,13 @@ use std::time::Duration;
 
 use object_store::aws::AmazonS3Builder;
 use object_store::limit::LimitStore;
-use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::prefix::PrefixStore;
 use object_store::{ClientOptions, ObjectStore};
 use serde::Deserialize;
 
 pub use fault::{FaultController, FaultPlan, FaultStore, Op};
+pub use local::LocalStore;
 pub use retry::{RetryPolicy, RetryStore};
 
 /// Where objects live and how to reach them. Embedded in the storage config
@@ -69,6 +70,10 @@ pub struct ObjectStoreConfig {
     pub retry: RetryPolicy,
     /// Insert a [`FaultStore`] (tests, chaos runs). Default false.
     pub fault_injection: bool,
+    /// file://: write objects of 256 KiB and more with `O_DIRECT` (see
+    /// [`LocalStore`]); falls back to the page cache where the file system
+    /// refuses it. Default true.
+    pub direct_io: bool,
 }
 
 impl Default for ObjectStoreConfig {
@@ -87,6 +92,7 @@ impl Default for ObjectStoreConfig {
             max_concurrency: 64,
             retry: RetryPolicy::default(),
             fault_injection: false,
+            direct_io: true,
         }
     }
 }
@@ -204,8 +210,7 @@ pub fn build_store(
             // fsync each object (and its directory) before the PUT returns:
             // once an upload commits, the WAL range it covers is trimmed, so
             // the object must survive a power loss, not only a process crash.
-            let fs = LocalFileSystem::new_with_prefix(&dir)?.with_fsync(true);
-            (Arc::new(fs), false)
+            (Arc::new(LocalStore::new(&dir, config.direct_io)?), false)
         }
         Backend::S3 { bucket, prefix } => {
             let s3 = s3_builder(config, &bucket).build()?;

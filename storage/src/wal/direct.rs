@@ -24,16 +24,16 @@ use std::os::unix::fs::FileExt;
 
 /// Alignment of offsets, lengths and buffer addresses. 4 KiB satisfies every
 /// logical block size Linux file systems use for direct I/O.
-pub(super) const BLOCK: usize = 4096;
+pub(crate) const BLOCK: usize = 4096;
 
 /// `n` rounded up to a multiple of [`BLOCK`].
-pub(super) fn round_up(n: u64) -> u64 {
+pub(crate) fn round_up(n: u64) -> u64 {
     n.div_ceil(BLOCK as u64) * BLOCK as u64
 }
 
 /// Turn on `O_DIRECT` for `file`. Fails on file systems that refuse it
 /// (for example tmpfs before Linux 6.6, some FUSE and network file systems).
-pub(super) fn enable_direct_io(file: &File) -> io::Result<()> {
+pub(crate) fn enable_direct_io(file: &File) -> io::Result<()> {
     #[cfg(target_os = "linux")]
     {
         use nix::fcntl::{FcntlArg, OFlag, fcntl};
@@ -48,11 +48,19 @@ pub(super) fn enable_direct_io(file: &File) -> io::Result<()> {
     }
 }
 
+/// Zeroed memory holding an aligned window of `cap` bytes at the returned
+/// start: `cap + BLOCK` bytes, so the window always fits (safe code cannot
+/// ask the allocator for alignment).
+pub(crate) fn aligned_buffer(cap: usize) -> (Vec<u8>, usize) {
+    let mem = vec![0u8; cap + BLOCK];
+    let start = mem.as_ptr().align_offset(BLOCK);
+    (mem, start)
+}
+
 /// A block-aligned staging buffer that remembers the current segment's
 /// partial last block.
 pub(super) struct AlignedWriter {
-    /// Backing memory: `cap + BLOCK` bytes, so an aligned window of `cap`
-    /// bytes always fits (safe code cannot ask the allocator for alignment).
+    /// Backing memory, from [`aligned_buffer`].
     mem: Vec<u8>,
     /// Start of the aligned window in `mem`.
     start: usize,
@@ -89,8 +97,7 @@ impl AlignedWriter {
     }
 
     fn resize(&mut self, cap: usize) {
-        let mut mem = vec![0u8; cap + BLOCK];
-        let start = mem.as_ptr().align_offset(BLOCK);
+        let (mut mem, start) = aligned_buffer(cap);
         mem[start..start + self.tail].copy_from_slice(&self.window()[..self.tail]);
         self.mem = mem;
         self.start = start;

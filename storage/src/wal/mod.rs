@@ -18,7 +18,7 @@
 //! offsets, wake-ups) in exactly the order they were written, whether or not
 //! anyone still awaits them.
 
-mod direct;
+pub(crate) mod direct;
 pub mod file;
 pub mod object;
 pub mod record;
