@@ -1,4 +1,5 @@
-//! Identifier types that both `skiff-storage` and `skiff-metadata` speak.
+//! Identifier types that both `skiff-storage` and `skiff-metadata` speak,
+//! and the durable file-system steps both take ([`fs`]).
 //!
 //! DESIGN.md keeps `storage` and `metadata` independent of each other; the few
 //! value types that cross between them (through the broker) live here so that
@@ -13,6 +14,8 @@
 //! ```
 
 use std::fmt;
+
+pub mod fs;
 
 use serde::{Deserialize, Serialize};
 

@@ -33,6 +33,7 @@ use std::sync::mpsc;
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{AnyError, OptionalSend, RaftLogId, RaftLogReader, StorageIOError};
 use parking_lot::Mutex;
+use skiff_common::fs::{sync_dir, write_atomic};
 use tokio::sync::oneshot;
 
 use crate::frame;
@@ -402,7 +403,7 @@ impl Writer {
         let path = self.dir.join(format!("log-{first:020}.seg"));
         let f = OpenOptions::new().create(true).append(true).open(&path)?;
         if self.fsync {
-            File::open(&self.dir)?.sync_all()?;
+            sync_dir(&self.dir)?;
         }
         self.segments.insert(first, path);
         self.active = Some((first, f, 0));
@@ -447,21 +448,6 @@ impl Writer {
         self.positions = self.positions.split_off(&(log_id.index + 1));
         Ok(())
     }
-}
-
-/// Replace `dir/name` atomically with `bytes`.
-fn write_atomic(dir: &Path, name: &str, bytes: &[u8], fsync: bool) -> io::Result<()> {
-    let tmp = dir.join(format!("{name}.tmp"));
-    let mut f = File::create(&tmp)?;
-    f.write_all(bytes)?;
-    if fsync {
-        f.sync_all()?;
-    }
-    fs::rename(&tmp, dir.join(name))?;
-    if fsync {
-        File::open(dir)?.sync_all()?;
-    }
-    Ok(())
 }
 
 /// Read a file holding one frame; a missing file is `None`.

@@ -100,18 +100,7 @@ impl StateMachineStore {
     }
 
     fn write_snapshot(&self, bytes: &[u8]) -> io::Result<()> {
-        use std::io::Write;
-        let tmp = self.dir.join("snapshot.tmp");
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        if self.fsync {
-            f.sync_all()?;
-        }
-        std::fs::rename(&tmp, self.dir.join("snapshot"))?;
-        if self.fsync {
-            std::fs::File::open(&self.dir)?.sync_all()?;
-        }
-        Ok(())
+        skiff_common::fs::write_atomic(&self.dir, "snapshot", bytes, self.fsync)
     }
 }
 

@@ -38,6 +38,7 @@ use object_store::{
     Result,
 };
 use parking_lot::Mutex;
+use skiff_common::fs::sync_dir;
 
 use crate::wal::direct::{BLOCK, aligned_buffer, enable_direct_io, round_up};
 
@@ -195,10 +196,6 @@ fn create_dirs(path: &FsPath) -> io::Result<()> {
         }
         dir = dir.parent().ok_or(io::ErrorKind::NotFound)?;
     }
-}
-
-fn sync_dir(dir: &FsPath) -> io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 /// Put the synced `staged` file in place at `dest` and sync the directory.

@@ -66,9 +66,7 @@ fn segment_path(dir: &Path, start: u64) -> PathBuf {
 }
 
 fn sync_dir(dir: &Path) -> Result<(), WalError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| WalError::io(dir.display(), e))
+    skiff_common::fs::sync_dir(dir).map_err(|e| WalError::io(dir.display(), e))
 }
 
 /// Lists segments of `dir` by start position.
